@@ -1,0 +1,1 @@
+"""quickspike.cosim"""
