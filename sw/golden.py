@@ -1,0 +1,165 @@
+"""The quantized golden model: the exact definition of what the hardware computes.
+
+Batched integer simulation in PyTorch (int64 state; currents summed in float64, which
+is exact because :meth:`IntNetwork.validate` bounds every current below 2**47). The
+neuron math is a set of pure step functions in the style of Norse: state goes in and
+comes out, nothing is hidden on a module. The arithmetic is documented in
+:mod:`quickspike.sw.spec`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from quickspike.errors import UsageError
+from quickspike.sw.network import IntNetwork
+from quickspike.sw.spec import IntSpec, LayerSpec, NeuronSpec
+
+__all__ = [
+    "integrate", "fire", "lif_step", "layer_current", "sum_pool", "encode_pixels",
+    "GoldenResult", "run_golden", "argmax_first",
+]
+
+
+def integrate(current: torch.Tensor, v: torch.Tensor, neuron: NeuronSpec, spec: IntSpec) -> torch.Tensor:
+    """``sat(leak(v) + current)``: the membrane after one timestep's input."""
+    if neuron.leak_shift:
+        v = v - (v >> neuron.leak_shift)
+    lo, hi = spec.membrane_range
+    return (v + current).clamp_(lo, hi)
+
+
+def fire(v: torch.Tensor, neuron: NeuronSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """Spikes where ``v >= threshold``, and the membrane after reset."""
+    spikes = v >= neuron.threshold
+    reset = v - neuron.threshold if neuron.reset == "subtract" else torch.zeros_like(v)
+    return spikes, torch.where(spikes, reset, v)
+
+
+def lif_step(current: torch.Tensor, v: torch.Tensor, neuron: NeuronSpec,
+             spec: IntSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """One timestep of a spiking layer: integrate, then fire."""
+    return fire(integrate(current, v, neuron, spec), neuron)
+
+
+def layer_current(layer: LayerSpec, weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The exact input current of ``layer`` for inputs ``x`` (batch first), as int64.
+
+    ``weight`` is the layer's weights as float64; ``x`` is the (pooled) spike or
+    pixel tensor of the layer before, any numeric dtype.
+    """
+    x = x.to(torch.float64)
+    if layer.kind == "dense":
+        out = x.reshape(x.shape[0], -1) @ weight.T
+    else:
+        out = F.conv2d(x, weight, padding=layer.kernel // 2)
+    return out.round_().to(torch.int64)
+
+
+def sum_pool(spikes: torch.Tensor, pool: int) -> torch.Tensor:
+    """Sum-pool a (B, K, H, W) spike map ``pool × pool``; partial windows are dropped."""
+    if pool == 1:
+        return spikes
+    return F.avg_pool2d(spikes.to(torch.float64), pool).mul_(pool * pool).round_()
+
+
+def encode_pixels(pixels: np.ndarray | torch.Tensor, spec: IntSpec) -> torch.Tensor:
+    """Map uint8 pixels (0..255) to the unsigned ``input_bits`` input of the first layer.
+
+    With 8 input bits this is the identity; otherwise ``(p · input_max + 127) // 255``
+    (round half up).
+    """
+    p = torch.as_tensor(np.asarray(pixels)).to(torch.int64)
+    if p.numel() and (int(p.min()) < 0 or int(p.max()) > 255):
+        raise UsageError("input pixels must lie in 0..255")
+    if spec.input_bits == 8:
+        return p
+    return (p * spec.input_max + 127) // 255
+
+
+@dataclass(frozen=True)
+class GoldenResult:
+    """What the golden model reports for a batch of samples."""
+
+    #: (B, T, n_classes) output potentials after every timestep.
+    potentials: torch.Tensor
+    #: (B, T, n_hidden_layers) spikes emitted per hidden layer and timestep.
+    spike_counts: torch.Tensor
+    #: (B,) predicted class.
+    predicted: torch.Tensor
+    #: (B,) timesteps run for each sample.
+    timesteps: torch.Tensor
+    #: With ``record_spikes``: per hidden layer, (B, T, *out_shape) bool spikes.
+    spikes: tuple[torch.Tensor, ...] | None = None
+
+
+def run_golden(net: IntNetwork, pixels: np.ndarray | torch.Tensor, timesteps: int | None = None,
+               *, record_spikes: bool = False, batch_size: int = 1000) -> GoldenResult:
+    """Run ``net`` on uint8 images ``pixels`` (B, C, H, W) for ``timesteps`` steps."""
+    T = net.timesteps if timesteps is None else timesteps
+    if isinstance(T, bool) or not isinstance(T, int) or T < 1:
+        raise UsageError(f"timesteps must be a positive integer, not {T!r}")
+    x = encode_pixels(pixels, net.spec)
+    expected = net.input_shape
+    if tuple(x.shape[1:]) != tuple(expected) and int(np.prod(x.shape[1:])) != int(np.prod(expected)):
+        raise UsageError(f"input samples have shape {tuple(x.shape[1:])}, the network expects {tuple(expected)}")
+    x = x.reshape(x.shape[0], *expected)
+    weights = [torch.as_tensor(w, dtype=torch.float64) for w in net.weights]
+    parts = [_run_batch(net, weights, x[i:i + batch_size], T, record_spikes)
+             for i in range(0, x.shape[0], batch_size)] or [_run_batch(net, weights, x, T, record_spikes)]
+    spikes = None
+    if record_spikes:
+        spikes = tuple(torch.cat([p.spikes[j] for p in parts]) for j in range(len(net.layers) - 1))
+    return GoldenResult(
+        potentials=torch.cat([p.potentials for p in parts]),
+        spike_counts=torch.cat([p.spike_counts for p in parts]),
+        predicted=torch.cat([p.predicted for p in parts]),
+        timesteps=torch.cat([p.timesteps for p in parts]),
+        spikes=spikes,
+    )
+
+
+def _run_batch(net: IntNetwork, weights: list[torch.Tensor], x: torch.Tensor, T: int,
+               record: bool) -> GoldenResult:
+    spec, layers = net.spec, net.layers
+    B = x.shape[0]
+    v = [torch.full((B, *layer.out_shape), layer.neuron.v_init, dtype=torch.int64) for layer in layers]
+    first_current = layer_current(layers[0], weights[0], x)  # once per sample, reused every timestep
+    potentials, counts = [], []
+    spikes_rec: list[list[torch.Tensor]] = [[] for _ in layers[:-1]]
+    for _t in range(T):
+        current = first_current
+        step_counts = []
+        for i, layer in enumerate(layers):
+            if i > 0:
+                current = layer_current(layer, weights[i], inputs)
+            if not layer.neuron.spiking:
+                v[i] = integrate(current, v[i], layer.neuron, spec)
+                continue
+            s, v[i] = lif_step(current, v[i], layer.neuron, spec)
+            step_counts.append(s.reshape(B, -1).sum(dim=1))
+            if record:
+                spikes_rec[i].append(s)
+            inputs = sum_pool(s, layer.pool) if layer.kind == "conv" else s
+        potentials.append(v[-1].clone())
+        counts.append(torch.stack(step_counts, dim=1) if step_counts else torch.zeros(B, 0, dtype=torch.int64))
+    pots = torch.stack(potentials, dim=1)
+    return GoldenResult(
+        potentials=pots,
+        spike_counts=torch.stack(counts, dim=1),
+        predicted=argmax_first(pots[:, -1]),
+        timesteps=torch.full((B,), T, dtype=torch.int64),
+        spikes=tuple(torch.stack(r, dim=1) for r in spikes_rec) if record else None,
+    )
+
+
+def argmax_first(values: torch.Tensor) -> torch.Tensor:
+    """Index of the largest value along the last axis; ties go to the lowest index."""
+    # torch.argmax documents no tie rule; make it explicit.
+    best = values.max(dim=-1, keepdim=True).values
+    idx = torch.arange(values.shape[-1]).expand_as(values)
+    return torch.where(values == best, idx, values.shape[-1]).min(dim=-1).values

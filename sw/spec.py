@@ -1,0 +1,258 @@
+"""The integer semantics of the accelerator: the one source of truth.
+
+Everything the hardware computes is defined here as integer arithmetic, and both the
+golden model (:mod:`quickspike.sw.golden`) and the Amaranth generator (``hw/``) read
+these dataclasses. No width is typed by hand anywhere else.
+
+The arithmetic, per layer and timestep ``t`` (all integers):
+
+* **Input current** ``I[t]``: for the first layer, ``W0 · x`` with the multi-bit
+  input ``x`` (unsigned, ``input_bits``), computed once per sample and reused every
+  timestep; for later layers ``W · s[t]`` with the binary spikes ``s[t]`` of the
+  layer before (after its sum-pooling, if any) *in the same timestep*. The sum is
+  exact: it is accumulated in ``acc_bits`` and a network whose worst-case current
+  could overflow that width is refused (:meth:`IntNetwork.validate`), so the order
+  in which events arrive never changes the result.
+* **Leak**: ``leak(v) = v - (v >> leak_shift)`` with an arithmetic (floor) shift, or
+  no leak when ``leak_shift == 0`` (integrate-and-fire). On negative potentials the
+  floor makes the leak round away from zero: ``-3 - (-3 >> 1) = -3 - (-2) = -1``.
+* **Integrate**: ``v = sat(leak(v) + I[t])`` where ``sat`` clamps to the signed
+  ``membrane_bits`` range (saturation, never wrap-around).
+* **Fire** (spiking layers only): ``s = v >= threshold``; where ``s`` is set,
+  ``v = v - threshold`` (reset by subtraction) or ``v = 0`` (reset to zero).
+* **Output layer**: a non-spiking integrator (same leak and saturation, no fire).
+  The class is the index of the largest output potential after the last timestep
+  run; ties go to the lowest index.
+* **Initial state**: every membrane starts at its layer's ``v_init`` at the start of
+  each sample.
+* **Pooling**: a convolutional layer may sum-pool its output spikes ``pool × pool``
+  (stride ``pool``, rows/columns beyond a whole window dropped) before the next
+  layer: an address map in hardware, so an input to the next layer can carry up to
+  ``pool²`` events per timestep.
+* **Flatten**: a dense layer after a convolution reads its inputs in ``(C, H, W)``
+  order, index ``c·H·W + y·W + x``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from quickspike.errors import SpecError
+
+__all__ = [
+    "IntSpec", "NeuronSpec", "LayerSpec",
+    "sat", "leak", "signed_range", "dumps",
+    "RESET_MODES", "LAYER_KINDS",
+]
+
+RESET_MODES = ("subtract", "zero")
+LAYER_KINDS = ("dense", "conv")
+
+
+def signed_range(bits: int) -> tuple[int, int]:
+    """The inclusive range of a two's-complement integer of ``bits`` bits."""
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+def sat(value: int, bits: int) -> int:
+    """Clamp ``value`` to the signed ``bits`` range (scalar reference)."""
+    lo, hi = signed_range(bits)
+    return lo if value < lo else hi if value > hi else value
+
+
+def leak(v: int, shift: int) -> int:
+    """``v - (v >> shift)`` with an arithmetic shift; identity when ``shift == 0``."""
+    return v if shift == 0 else v - (v >> shift)
+
+
+def _check_int(owner: str, name: str, value: Any, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(f"{owner}.{name} must be an integer, not {value!r}")
+    if not lo <= value <= hi:
+        raise SpecError(f"{owner}.{name} = {value} is out of range [{lo}, {hi}]")
+
+
+@dataclass(frozen=True)
+class IntSpec:
+    """Widths of the accelerator's integers, shared by every layer."""
+
+    #: Signed synaptic weights.
+    weight_bits: int = 8
+    #: Unsigned multi-bit input of the first layer (pixels).
+    input_bits: int = 8
+    #: Signed membrane potentials, saturating.
+    membrane_bits: int = 24
+    #: Signed current accumulators; a network that could overflow them is refused.
+    acc_bits: int = 32
+
+    def __post_init__(self) -> None:
+        _check_int("IntSpec", "weight_bits", self.weight_bits, 2, 16)
+        _check_int("IntSpec", "input_bits", self.input_bits, 1, 16)
+        _check_int("IntSpec", "membrane_bits", self.membrane_bits, 4, 32)
+        _check_int("IntSpec", "acc_bits", self.acc_bits, self.membrane_bits, 48)
+
+    @property
+    def weight_range(self) -> tuple[int, int]:
+        return signed_range(self.weight_bits)
+
+    @property
+    def membrane_range(self) -> tuple[int, int]:
+        return signed_range(self.membrane_bits)
+
+    @property
+    def acc_range(self) -> tuple[int, int]:
+        return signed_range(self.acc_bits)
+
+    @property
+    def input_max(self) -> int:
+        return (1 << self.input_bits) - 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "IntSpec":
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class NeuronSpec:
+    """The neuron parameters of one layer, in membrane units."""
+
+    threshold: int = 1
+    v_init: int = 0
+    #: 0: no leak (IF); k > 0: ``v - (v >> k)`` each timestep.
+    leak_shift: int = 0
+    reset: str = "subtract"
+    #: False for the output layer's non-spiking integrators.
+    spiking: bool = True
+
+    def validate(self, spec: IntSpec, owner: str = "NeuronSpec") -> None:
+        lo, hi = spec.membrane_range
+        _check_int(owner, "threshold", self.threshold, 1, hi)
+        _check_int(owner, "v_init", self.v_init, lo, hi)
+        _check_int(owner, "leak_shift", self.leak_shift, 0, spec.membrane_bits - 1)
+        if self.reset not in RESET_MODES:
+            raise SpecError(f"{owner}.reset = {self.reset!r}; expected one of {', '.join(RESET_MODES)}")
+        if not isinstance(self.spiking, bool):
+            raise SpecError(f"{owner}.spiking must be true or false, not {self.spiking!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "NeuronSpec":
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One layer of the network graph.
+
+    ``dense``: ``in_shape = (n_in,)`` or the ``(C, H, W)`` of a convolution before it
+    (flattened), ``out_shape = (n_out,)``, weights ``(n_out, n_in)``.
+    ``conv``: ``in_shape = (C, H, W)``, ``out_shape = (K, H, W)`` (3×3 kernel, stride
+    1, zero padding 1: the map keeps its size), weights ``(K, C, 3, 3)``; ``pool``
+    sum-pools the output spikes for the next layer.
+    """
+
+    kind: str
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    neuron: NeuronSpec = field(default_factory=NeuronSpec)
+    kernel: int = 3
+    pool: int = 1
+
+    @property
+    def n_in(self) -> int:
+        return _prod(self.in_shape)
+
+    @property
+    def n_out(self) -> int:
+        return _prod(self.out_shape)
+
+    @property
+    def pooled_shape(self) -> tuple[int, ...]:
+        """The shape the next layer sees (after sum-pooling)."""
+        if self.kind != "conv" or self.pool == 1:
+            return self.out_shape
+        k, h, w = self.out_shape
+        return (k, h // self.pool, w // self.pool)
+
+    @property
+    def weight_shape(self) -> tuple[int, ...]:
+        if self.kind == "dense":
+            return (self.n_out, self.n_in)
+        return (self.out_shape[0], self.in_shape[0], self.kernel, self.kernel)
+
+    def validate(self, spec: IntSpec, owner: str = "layer") -> None:
+        if self.kind not in LAYER_KINDS:
+            raise SpecError(f"{owner}.kind = {self.kind!r}; expected one of {', '.join(LAYER_KINDS)}")
+        for name in ("in_shape", "out_shape"):
+            shape = getattr(self, name)
+            if not shape or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in shape):
+                raise SpecError(f"{owner}.{name} = {shape!r} must be a tuple of positive integers")
+        if self.kind == "dense":
+            if len(self.out_shape) != 1:
+                raise SpecError(f"{owner}.out_shape = {self.out_shape!r}: a dense layer has one output dimension")
+            if self.pool != 1:
+                raise SpecError(f"{owner}.pool = {self.pool}: only convolutions pool")
+        else:
+            if len(self.in_shape) != 3 or len(self.out_shape) != 3:
+                raise SpecError(f"{owner}: a conv layer needs (C, H, W) shapes, got {self.in_shape} -> {self.out_shape}")
+            if self.in_shape[1:] != self.out_shape[1:]:
+                raise SpecError(f"{owner}: a conv layer keeps H and W, got {self.in_shape} -> {self.out_shape}")
+            if self.kernel != 3:
+                raise SpecError(f"{owner}.kernel = {self.kernel}: only 3x3 kernels are supported")
+            _check_int(owner, "pool", self.pool, 1, 4)
+            if self.pool > 1 and min(self.out_shape[1:]) < self.pool:
+                raise SpecError(f"{owner}.pool = {self.pool} is larger than the map {self.out_shape[1:]}")
+        self.neuron.validate(spec, f"{owner}.neuron")
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": self.kind, "in_shape": list(self.in_shape), "out_shape": list(self.out_shape),
+            "neuron": self.neuron.to_dict(), "kernel": self.kernel, "pool": self.pool,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "LayerSpec":
+        if not isinstance(data, dict):
+            raise SpecError(f"a layer must be a JSON object, not {type(data).__name__}")
+        data = dict(data)
+        try:
+            data["in_shape"] = tuple(data["in_shape"])
+            data["out_shape"] = tuple(data["out_shape"])
+            data["neuron"] = NeuronSpec.from_dict(data.get("neuron", {}))
+        except KeyError as e:
+            raise SpecError(f"layer is missing field {e.args[0]!r}") from None
+        except TypeError:
+            raise SpecError("layer shapes must be lists of integers") from None
+        return _from_dict(cls, data)
+
+
+def _prod(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _from_dict(cls, data: dict):
+    if not isinstance(data, dict):
+        raise SpecError(f"{cls.__name__} must be a JSON object, not {type(data).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise SpecError(f"{cls.__name__} has unknown field {unknown[0]!r}")
+    try:
+        return cls(**data)
+    except TypeError as e:
+        raise SpecError(f"{cls.__name__}: {e}") from None
+
+
+def dumps(obj: IntSpec | NeuronSpec | LayerSpec) -> str:
+    """JSON text of a spec object (for manifests and humans)."""
+    return json.dumps(obj.to_dict(), sort_keys=True)
