@@ -73,7 +73,7 @@ def encode_pixels(pixels: np.ndarray | torch.Tensor, spec: IntSpec) -> torch.Ten
     With 8 input bits this is the identity; otherwise ``(p · input_max + 127) // 255``
     (round half up).
     """
-    p = torch.as_tensor(np.asarray(pixels)).to(torch.int64)
+    p = torch.as_tensor(np.array(pixels, dtype=np.int64)) if not isinstance(pixels, torch.Tensor) else pixels.to(torch.int64)
     if p.numel() and (int(p.min()) < 0 or int(p.max()) > 255):
         raise UsageError("input pixels must lie in 0..255")
     if spec.input_bits == 8:

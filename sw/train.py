@@ -1,0 +1,158 @@
+"""Training of fixed-T LIF SNNs with surrogate gradients (``--algo snn``).
+
+Direct input encoding (the pixels feed the first layer every timestep), spiking
+hidden layers, non-spiking output integrators, quantization-aware from the first
+step (see :mod:`quickspike.sw.model`). Loss: cross-entropy of the time-averaged
+output potential. Seeded and reproducible on the CPU.
+
+A run directory holds ``model.pt`` (config + weights), ``train.json`` (the options,
+the per-epoch history and the float and quantized test accuracies).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from dataclasses import dataclass, asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from quickspike.errors import UsageError
+from quickspike.sw.data import Dataset, load_dataset
+from quickspike.sw.files import atomic_write_bytes, atomic_write_text
+from quickspike.sw.model import ModelConfig, SNNModel
+
+__all__ = ["TrainOptions", "train", "load_run", "evaluate_float"]
+
+ALGOS = ("snn",)
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    dataset: str = "mnist5k"
+    algo: str = "snn"
+    arch: str = "mlp"
+    timesteps: int = 4
+    epochs: int = 20
+    seed: int = 0
+    batch_size: int = 64
+    lr: float = 2e-3
+    leak_shift: int = 2
+    #: Random shifts of up to this many pixels (training images only).
+    augment_shift: int = 1
+
+    def validate(self) -> None:
+        if self.algo not in ALGOS:
+            raise UsageError(f"unknown --algo {self.algo!r}; expected one of {', '.join(ALGOS)}")
+        for name in ("timesteps", "epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
+        if self.lr <= 0:
+            raise UsageError(f"--lr must be positive, not {self.lr}")
+
+
+def _shift_batch(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:
+    """Translate each image by up to ``max_shift`` pixels (zero fill)."""
+    if max_shift == 0:
+        return x
+    b, _, h, w = x.shape
+    p = max_shift
+    padded = F.pad(x, (p, p, p, p))
+    dy = torch.randint(0, 2 * p + 1, (b,), generator=gen)
+    dx = torch.randint(0, 2 * p + 1, (b,), generator=gen)
+    rows = (dy[:, None] + torch.arange(h)[None, :])  # (b, h)
+    cols = (dx[:, None] + torch.arange(w)[None, :])  # (b, w)
+    idx_b = torch.arange(b)[:, None, None]
+    return padded[idx_b, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+
+
+def evaluate_float(model: SNNModel, x: np.ndarray, y: np.ndarray, timesteps: int,
+                   quantized: bool, batch_size: int = 500) -> float:
+    """Test accuracy of the trainable model (float or quantization-aware forward)."""
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            pots = model(torch.from_numpy(np.array(x[i:i + batch_size])), timesteps, quantized=quantized)
+            correct += int((pots[:, -1].argmax(dim=1) == torch.from_numpy(np.array(y[i:i + batch_size]))).sum())
+    return correct / max(1, len(x))
+
+
+def train(opts: TrainOptions, out: Path, data: Dataset | None = None, progress: bool = True) -> dict:
+    """Train a model as ``opts`` says and save the run in ``out``; return the summary."""
+    opts.validate()
+    data = data or load_dataset(opts.dataset)
+    torch.manual_seed(opts.seed)
+    gen = torch.Generator().manual_seed(opts.seed)
+    cfg = ModelConfig(arch=opts.arch, input_shape=tuple(data.shape), num_classes=data.num_classes,
+                      leak_shift=opts.leak_shift)
+    model = SNNModel(cfg)
+    optim = torch.optim.Adam(model.parameters(), lr=opts.lr)
+    steps = opts.epochs * ((len(data.x_train) + opts.batch_size - 1) // opts.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(optim, max_lr=opts.lr, total_steps=steps, pct_start=0.15)
+    x_train = torch.from_numpy(np.array(data.x_train))
+    y_train = torch.from_numpy(np.array(data.y_train))
+    history = []
+    t0 = time.time()
+    for epoch in range(opts.epochs):
+        model.train()
+        perm = torch.randperm(len(x_train), generator=gen)
+        total, correct, loss_sum = 0, 0, 0.0
+        bar = tqdm(range(0, len(perm), opts.batch_size), desc=f"epoch {epoch + 1}/{opts.epochs}",
+                   disable=not progress, leave=False, unit="batch")
+        for i in bar:
+            idx = perm[i:i + opts.batch_size]
+            xb = _shift_batch(x_train[idx].float(), opts.augment_shift, gen)
+            yb = y_train[idx]
+            pots = model(xb, opts.timesteps, quantized=True)
+            loss = F.cross_entropy(pots[:, -1] / opts.timesteps, yb)
+            optim.zero_grad()
+            loss.backward()
+            optim.step()
+            sched.step()
+            total += len(idx)
+            correct += int((pots[:, -1].argmax(1) == yb).sum())
+            loss_sum += float(loss.detach()) * len(idx)
+            bar.set_postfix(loss=f"{loss_sum / total:.3f}", acc=f"{correct / total:.3f}")
+        test_acc = evaluate_float(model, data.x_test, data.y_test, opts.timesteps, quantized=True)
+        history.append({"epoch": epoch + 1, "loss": loss_sum / total, "train_accuracy": correct / total,
+                        "test_accuracy_qat": test_acc})
+        if progress:
+            tqdm.write(f"epoch {epoch + 1}/{opts.epochs}: loss {loss_sum / total:.4f} "
+                       f"train {correct / total:.4f} test {test_acc:.4f}")
+    summary = {
+        "options": asdict(opts),
+        "model": cfg.to_dict(),
+        "history": history,
+        "float_accuracy": evaluate_float(model, data.x_test, data.y_test, opts.timesteps, quantized=False),
+        "qat_accuracy": history[-1]["test_accuracy_qat"] if history else None,
+        "train_seconds": round(time.time() - t0, 1),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    torch.save({"config": cfg.to_dict(), "state": model.state_dict(), "options": asdict(opts)}, buf)
+    atomic_write_bytes(out / "model.pt", buf.getvalue())
+    atomic_write_text(out / "train.json", json.dumps(summary, indent=2))
+    return summary
+
+
+def load_run(run: Path) -> tuple[SNNModel, dict]:
+    """Load a training run directory: the model and its ``train.json`` summary."""
+    run = Path(run)
+    if not (run / "model.pt").is_file():
+        raise UsageError(f"{run} is not a training run: {run / 'model.pt'} is missing")
+    try:
+        blob = torch.load(run / "model.pt", weights_only=True)
+        model = SNNModel(ModelConfig.from_dict(blob["config"]))
+        model.load_state_dict(blob["state"])
+        summary = json.loads((run / "train.json").read_text())
+    except UsageError:
+        raise
+    except Exception as e:  # a damaged run directory, whatever the cause
+        raise UsageError(f"cannot read training run {run}: {type(e).__name__}: {e}".splitlines()[0]) from None
+    return model, summary
