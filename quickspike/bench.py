@@ -1,0 +1,81 @@
+"""``make bench``: speed and size figures, printed and written as JSON.
+
+Each benchmark is a function returning a dict of figures; the results go to
+``<out>/bench.json`` (and one ``<name>.json`` per benchmark) beside the printed table.
+Goals are printed next to the figures, never asserted: this is not a test.
+
+The benchmarks need a trained mnist5k bundle: ``--bundle`` names one, otherwise a
+short training run is made once in ``<out>/mlp`` and reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from quickspike.errors import UserError
+from quickspike.sw.files import atomic_write_text
+from quickspike.sw.report import table
+
+__all__ = ["bench_golden", "main"]
+
+
+def _default_bundle(out: Path) -> Path:
+    from quickspike.sw.quantize import quantize_run
+    from quickspike.sw.train import TrainOptions, train
+
+    bundle = out / "mlp.qsb"
+    if not bundle.exists():
+        print("bench: training a reference mnist5k mlp (T=4) ...", flush=True)
+        train(TrainOptions(dataset="mnist5k", arch="mlp", timesteps=4, epochs=15), out / "mlp", progress=False)
+        quantize_run(out / "mlp", bundle)
+    return bundle
+
+
+def bench_golden(bundle: Path, repeats: int = 3) -> dict:
+    """Golden-model throughput on the mnist5k test split at the bundle's T."""
+    from quickspike.sw.bundle import load_bundle
+    from quickspike.sw.data import load_dataset
+    from quickspike.sw.golden import run_golden
+
+    net = load_bundle(bundle)
+    x = np.array(load_dataset("mnist5k").x_test)
+    run_golden(net, x[:100])  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run_golden(net, x)
+        best = min(best, time.perf_counter() - t0)
+    return {"bundle": str(bundle), "samples": len(x), "timesteps": net.timesteps,
+            "seconds": round(best, 4), "samples_per_second": round(len(x) / best, 1), "goal_samples_per_second": 2000}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m quickspike.bench")
+    p.add_argument("--out", type=Path, default=Path("build/bench"))
+    p.add_argument("--bundle", type=Path, default=None, help="a trained mnist5k mlp bundle")
+    args = p.parse_args(argv)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+        bundle = args.bundle or _default_bundle(args.out)
+        results = {"golden_mlp": bench_golden(bundle)}
+    except UserError as e:
+        print(f"bench: error: {e}", file=sys.stderr)
+        return e.exit_code
+    rows = []
+    for name, r in results.items():
+        atomic_write_text(args.out / f"{name}.json", json.dumps(r, indent=2))
+        rows.append([name, f"{r['samples_per_second']:.0f} samples/s", f"goal >= {r['goal_samples_per_second']}"])
+    atomic_write_text(args.out / "bench.json", json.dumps(results, indent=2))
+    print(table(["benchmark", "figure", "goal"], rows))
+    print(f"JSON: {args.out / 'bench.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
