@@ -1,0 +1,45 @@
+"""Does a network fit a generated accelerator? :func:`check_fits`.
+
+Every limit of :class:`~quickspike.hw.config.HwConfig` is checked; the first one
+exceeded raises :class:`quickspike.errors.FitError` with a one-line message that names
+the limit and both numbers.
+"""
+
+from __future__ import annotations
+
+from quickspike.errors import FitError
+from quickspike.hw.config import HwConfig
+from quickspike.hw.layout import network_layout
+from quickspike.sw.network import IntNetwork
+
+__all__ = ["check_fits"]
+
+
+def _need(what: str, have: int, limit: int, name: str) -> None:
+    if have > limit:
+        raise FitError(f"{what} {have} exceeds the hardware limit {name} = {limit}")
+
+
+def check_fits(net: IntNetwork, hwcfg: HwConfig, *, timesteps: int | None = None) -> None:
+    """Raise :class:`FitError` unless ``net`` (run for ``timesteps``) fits ``hwcfg``."""
+    if not isinstance(hwcfg, HwConfig):
+        raise TypeError(f"hwcfg must be a HwConfig, not {type(hwcfg).__name__}")
+    if net.spec != hwcfg.spec:
+        raise FitError(f"the network's integer spec {net.spec} differs from the hardware's {hwcfg.spec}")
+    lay = network_layout(net, hwcfg.lanes)
+    _need("the network's layer count", len(net.layers), hwcfg.max_layers, "max_layers")
+    _need("the network's weight words", lay.weight_words, hwcfg.weight_words, "weight_words")
+    _need("the network's neuron words", lay.neuron_words, hwcfg.neuron_words, "neuron_words")
+    _need("a layer's spike event entries", lay.event_words, hwcfg.event_words, "event_words")
+    _need("the input size", net.layers[0].n_in, hwcfg.max_inputs, "max_inputs")
+    _need("the output layer size", net.layers[-1].n_out, hwcfg.max_outputs, "max_outputs")
+    T = net.timesteps if timesteps is None else timesteps
+    _need("the timestep count", T, hwcfg.max_timesteps, "max_timesteps")
+    for i, layer in enumerate(net.layers):
+        if layer.kind == "conv":
+            _need(f"layer {i}'s conv map size", max(layer.in_shape[1:]), hwcfg.max_map, "max_map")
+            if i == 0:
+                _need("the first layer's input channels", layer.in_shape[0], 4095, "the 12-bit channel field")
+        # a flat index n·L + lane of the next layer's input must fit the index field
+    for i, layer in enumerate(net.layers[1:], 1):
+        _need(f"layer {i}'s input count", layer.n_in, 1 << hwcfg.index_bits, "2**index_bits")

@@ -1,0 +1,57 @@
+"""Verilog and a JSON manifest for one :class:`~quickspike.hw.config.HwConfig`."""
+
+from __future__ import annotations
+
+import json
+
+from amaranth.back import verilog
+
+from quickspike.hw import protocol as P
+from quickspike.hw.config import HwConfig
+from quickspike.hw.top import Accelerator
+
+__all__ = ["TOP_NAME", "generate_verilog", "manifest", "manifest_json"]
+
+TOP_NAME = "quickspike_top"
+
+
+def generate_verilog(hwcfg: HwConfig, name: str = TOP_NAME) -> str:
+    """The accelerator for ``hwcfg`` as Verilog text (top module ``name``)."""
+    if not isinstance(hwcfg, HwConfig):
+        raise TypeError(f"hwcfg must be a HwConfig, not {type(hwcfg).__name__}")
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"module name {name!r} is not a Verilog identifier")
+    top = Accelerator(hwcfg)
+    return verilog.convert(top, name=name, emit_src=False)
+
+
+def manifest(hwcfg: HwConfig, name: str = TOP_NAME) -> dict:
+    """Parameters, memory limits and the port list of the generated top."""
+    L = hwcfg.lanes
+    spec = hwcfg.spec
+    return {
+        "top": name,
+        "hwcfg": hwcfg.to_dict(),
+        "ports": {
+            "clk": 1, "rst": 1, "cmd__payload": P.IN_WIDTH, "cmd__valid": 1, "cmd__ready": 1,
+            "res__payload": P.OUT_WIDTH, "res__valid": 1, "res__ready": 1, "busy": 1,
+        },
+        "memories_bits": {
+            "weights": hwcfg.weight_words * L * spec.weight_bits,
+            "currents": hwcfg.neuron_words * L * spec.acc_bits,
+            "membranes": hwcfg.neuron_words * L * spec.membrane_bits,
+            "outputs": hwcfg.out_words * L * spec.membrane_bits,
+        },
+        "limits": {
+            "max_layers": hwcfg.max_layers, "weight_words": hwcfg.weight_words,
+            "neuron_words": hwcfg.neuron_words, "event_words": hwcfg.event_words,
+            "max_inputs": hwcfg.max_inputs, "max_outputs": hwcfg.max_outputs,
+            "max_map": hwcfg.max_map, "max_timesteps": hwcfg.max_timesteps,
+        },
+        "protocol": {"weights_per_beat": P.weights_per_beat(spec),
+                     "beats_per_word": P.beats_per_word(spec, L)},
+    }
+
+
+def manifest_json(hwcfg: HwConfig, name: str = TOP_NAME) -> str:
+    return json.dumps(manifest(hwcfg, name), indent=2, sort_keys=True)

@@ -1,0 +1,82 @@
+"""The performance lower bound an event-driven LIF array is measured against.
+
+``lower_bound_cycles`` counts, for one sample, the cycles an ideal ``lanes``-wide
+array needs when it spends exactly one cycle per weight word and per neuron word:
+
+* each non-zero input pixel, once per sample: ``ceil(fanout / lanes)``;
+* each input event of a later layer (a spike of the layer before, after sum-pooling
+  an event of multiplicity ``n`` counts ``n`` times), every timestep:
+  ``ceil(fanout / lanes)``; for a conv layer the fanout is the number of valid
+  ``(i, j)`` targets times ``ceil(K / lanes)`` words (lanes run over channels);
+* each layer-timestep's fire sweep: ``ceil(n_out / lanes)``.
+
+The fire term follows the project's definition (``ceil(n_out / lanes)``); the
+hardware sweeps a conv layer in ``H·W·ceil(K / lanes)`` words, which is larger when
+``K`` is not a multiple of ``lanes`` (see :func:`fire_words`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from quickspike.sw.golden import encode_pixels, run_golden, sum_pool
+from quickspike.sw.network import IntNetwork
+from quickspike.sw.spec import LayerSpec
+
+__all__ = ["lower_bound_cycles", "fire_words", "event_cost_map"]
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def fire_words(layer: LayerSpec, lanes: int) -> int:
+    """Words the hardware's fire phase sweeps for ``layer``."""
+    if layer.kind == "dense":
+        return _ceil(layer.n_out, lanes)
+    k, h, w = layer.out_shape
+    return h * w * _ceil(k, lanes)
+
+
+def event_cost_map(layer: LayerSpec, lanes: int) -> np.ndarray:
+    """Cycles one input event at each input position of ``layer`` costs (shape ``in_shape``)."""
+    if layer.kind == "dense":
+        return np.full(layer.in_shape, _ceil(layer.n_out, lanes), dtype=np.int64)
+    c, h, w = layer.in_shape
+    ny = np.array([sum(0 <= y - i + 1 < h for i in range(3)) for y in range(h)])
+    nx = np.array([sum(0 <= x - j + 1 < w for j in range(3)) for x in range(w)])
+    per = np.outer(ny, nx) * _ceil(layer.out_shape[0], lanes)
+    return np.broadcast_to(per, (c, h, w)).astype(np.int64)
+
+
+def lower_bound_cycles(net: IntNetwork, golden_spikes, pixels, lanes: int,
+                       timesteps: int | None = None) -> int:
+    """The lower bound for one sample ``pixels`` (shaped like the input).
+
+    ``golden_spikes``: the ``spikes`` of ``run_golden(..., record_spikes=True)`` for
+    this sample (a tuple with one ``(T, *out_shape)`` or ``(1, T, *out_shape)``
+    tensor per hidden layer), or ``None`` to run the golden model here.
+    """
+    if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
+        raise ValueError(f"lanes = {lanes!r} must be a positive integer")
+    pix = np.asarray(pixels).reshape(net.input_shape)
+    if golden_spikes is None:
+        golden_spikes = run_golden(net, pix[None], timesteps, record_spikes=True).spikes
+    x = encode_pixels(pix, net.spec).numpy()
+    first = net.layers[0]
+    total = int((event_cost_map(first, lanes).reshape(-1)[x.reshape(-1) != 0]).sum())
+    T = None
+    for i, layer in enumerate(net.layers):
+        if i > 0:
+            s = golden_spikes[i - 1]
+            s = s[0] if s.dim() == len(net.layers[i - 1].out_shape) + 2 else s
+            prev = net.layers[i - 1]
+            counts = sum_pool(s.double(), prev.pool) if prev.kind == "conv" else s.double()
+            counts = counts.reshape(counts.shape[0], -1).numpy()  # (T, n_in)
+            T = counts.shape[0]
+            cost = event_cost_map(layer, lanes).reshape(-1)
+            total += int((counts * cost[None, :]).sum())
+    if T is None:
+        T = net.timesteps if timesteps is None else timesteps
+    total += T * sum(_ceil(layer.n_out, lanes) for layer in net.layers)
+    return total

@@ -1,0 +1,242 @@
+"""The word protocol between a host and the accelerator (pure Python, no Amaranth).
+
+Ports of the generated Verilog (top module ``quickspike_top`` by default), all in the
+single clock domain ``clk`` with synchronous active-high reset ``rst``:
+
+============== ===== ========= ==============================================
+port           dir   width     meaning
+============== ===== ========= ==============================================
+``cmd__payload`` in  ``IN_WIDTH``  command word (below)
+``cmd__valid``  in   1         host has a command word
+``cmd__ready``  out  1         accelerator takes it this cycle
+``res__payload`` out ``OUT_WIDTH`` result word (below)
+``res__valid``  out  1         accelerator has a result word
+``res__ready``  in   1         host takes it this cycle
+``busy``        out  1         a sample is being processed
+============== ===== ========= ==============================================
+
+Handshake (``amaranth.lib.stream``): a word moves on a rising edge of ``clk`` where
+``valid`` and ``ready`` are both high. The producer keeps ``payload`` stable and
+``valid`` high until the word moves; ``ready`` may depend on ``valid``. The host may
+hold ``res__ready`` high all the time; the accelerator stalls when it is low.
+
+**Command word** (``IN_WIDTH`` = 64 bits): ``op`` = bits [63:60], ``a`` = [59:48],
+``b`` = [47:0].
+
+===== ========== ==========================================================
+op    name       fields
+===== ========== ==========================================================
+0     NOP        ignored
+1     REG        write register ``a`` with ``b`` (two's complement, low bits used)
+2     WADDR      next weight word goes to address ``b``
+3     WDATA      ``WEIGHTS_PER_BEAT(spec)`` signed weights in ``b``, lane order,
+                 LSB first; ``beats_per_word`` beats fill one weight word (lanes
+                 ``0..lanes-1``), which is then written and the address advances
+4     START      begin a sample: reset the cycle counter
+5     PIXEL      a non-zero input: ``b[15:0]`` value (already ``input_bits``),
+                 ``b[31:16]`` flat index, ``b[39:32]`` x, ``b[47:40]`` y, ``a`` channel
+                 (y/x/channel are used by a conv first layer, the index by a dense one)
+6     RUN        all pixels sent: run the timesteps and stream the results
+===== ========== ==========================================================
+
+Registers (``a``): 0 = ``T`` (timesteps), 1 = number of layers; layer ``l``'s field
+``f`` (see :data:`LAYER_FIELDS`) at ``LAYER_BASE + l·LAYER_STRIDE + f``.
+:func:`encode_network` writes them all and the weights; configure once, then send
+:func:`encode_sample` words for each sample.
+
+**Result word** (``OUT_WIDTH`` = 36 bits): ``tag`` = bits [35:32], ``data`` = [31:0].
+Per sample: after every timestep ``n_out`` words ``POT`` (output potential, two's
+complement ``membrane_bits`` sign-extended to 32 bits, neuron 0 first), then one
+``CLASS`` (ties go to the lowest index), one ``STEPS`` (timesteps run) and one
+``CYCLES`` (clock cycles from START accepted to the CYCLES word) word.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from quickspike.sw.spec import IntSpec
+
+__all__ = [
+    "IN_WIDTH", "OUT_WIDTH", "OP", "TAG", "REG_T", "REG_LAYERS", "LAYER_BASE", "LAYER_STRIDE",
+    "LAYER_FIELDS", "weights_per_beat", "beats_per_word", "in_width", "out_width",
+    "cmd", "encode_network", "encode_sample", "encode_registers", "encode_weights",
+    "SampleResult", "decode_results", "decode_all",
+]
+
+IN_WIDTH = 64
+OUT_WIDTH = 36
+_A_BITS, _B_BITS, _OP_SHIFT, _A_SHIFT = 12, 48, 60, 48
+_DATA_BITS = 32
+
+OP = {"NOP": 0, "REG": 1, "WADDR": 2, "WDATA": 3, "START": 4, "PIXEL": 5, "RUN": 6}
+TAG = {"POT": 1, "CLASS": 2, "STEPS": 3, "CYCLES": 4}
+
+REG_T = 0
+REG_LAYERS = 1
+LAYER_BASE = 0x100
+LAYER_STRIDE = 0x20
+#: Per-layer register fields, in address order (see ``layout.LayerLayout``).
+LAYER_FIELDS = (
+    "kind", "wbase", "sbase", "row_words", "out_words", "last_lanes", "threshold", "v_init",
+    "leak_shift", "reset", "spiking", "map_h", "map_w", "pool", "pool_h", "pool_w",
+    "row_stride", "k9", "in_hw",
+)
+
+
+def in_width(spec: IntSpec | None = None) -> int:
+    """Width of ``cmd__payload`` (constant; ``spec`` accepted for symmetry)."""
+    return IN_WIDTH
+
+
+def out_width(spec: IntSpec | None = None) -> int:
+    """Width of ``res__payload``."""
+    return OUT_WIDTH
+
+
+def weights_per_beat(spec: IntSpec) -> int:
+    return _B_BITS // spec.weight_bits
+
+
+def beats_per_word(spec: IntSpec, lanes: int) -> int:
+    return -(-lanes // weights_per_beat(spec))
+
+
+def cmd(op: str, a: int = 0, b: int = 0) -> int:
+    """One command word."""
+    if op not in OP:
+        raise ValueError(f"unknown opcode {op!r}; expected one of {', '.join(OP)}")
+    if not 0 <= a < (1 << _A_BITS):
+        raise ValueError(f"field a = {a} does not fit {_A_BITS} bits")
+    return (OP[op] << _OP_SHIFT) | (a << _A_SHIFT) | (int(b) & ((1 << _B_BITS) - 1))
+
+
+def encode_registers(net, hwcfg, timesteps: int | None = None) -> list[int]:
+    """REG words for ``T``, the layer count and every layer field."""
+    from quickspike.hw.layout import network_layout
+    lay = network_layout(net, hwcfg.lanes)
+    T = net.timesteps if timesteps is None else timesteps
+    out = [cmd("REG", REG_T, T), cmd("REG", REG_LAYERS, len(net.layers))]
+    for li, ll in enumerate(lay.layers):
+        for f, name in enumerate(LAYER_FIELDS):
+            out.append(cmd("REG", LAYER_BASE + li * LAYER_STRIDE + f, getattr(ll, name)))
+    return out
+
+
+def encode_weights(net, hwcfg) -> list[int]:
+    """WADDR + WDATA words that load every layer's weights."""
+    from quickspike.hw.layout import network_layout, weight_rows
+    spec, lanes = net.spec, hwcfg.lanes
+    lay = network_layout(net, lanes)
+    per, beats = weights_per_beat(spec), beats_per_word(spec, lanes)
+    mask = (1 << spec.weight_bits) - 1
+    out: list[int] = []
+    for li, ll in enumerate(lay.layers):
+        rows = weight_rows(net, li, lanes)
+        if not len(rows):
+            continue
+        out.append(cmd("WADDR", 0, ll.wbase))
+        padded = np.zeros((rows.shape[0], beats * per), dtype=np.int64)
+        padded[:, :lanes] = rows
+        for row in padded.tolist():
+            for k in range(beats):
+                b = 0
+                for j, w in enumerate(row[k * per:(k + 1) * per]):
+                    b |= (w & mask) << (j * spec.weight_bits)
+                out.append(cmd("WDATA", 0, b))
+    return out
+
+
+def encode_network(net, hwcfg, timesteps: int | None = None) -> list[int]:
+    """All words that configure the accelerator for ``net`` (registers, then weights).
+
+    Raises :class:`quickspike.errors.FitError` when ``net`` does not fit ``hwcfg``.
+    """
+    from quickspike.hw.fit import check_fits
+    check_fits(net, hwcfg, timesteps=timesteps)
+    return encode_registers(net, hwcfg, timesteps) + encode_weights(net, hwcfg)
+
+
+def encode_sample(pixels, spec: IntSpec, shape: tuple[int, int, int] | None = None) -> list[int]:
+    """START, one PIXEL per non-zero input (in index order), RUN.
+
+    ``pixels`` are uint8 (0..255), mapped to ``input_bits`` exactly like
+    :func:`quickspike.sw.golden.encode_pixels`. Pass them shaped ``(C, H, W)``, or flat
+    with ``shape=(C, H, W)``, when the first layer is a convolution; a flat input
+    without a shape is treated as ``(1, 1, n)`` (fine for a dense first layer).
+    """
+    arr = np.asarray(pixels)
+    if shape is None:
+        shape = tuple(arr.shape) if arr.ndim == 3 else (1, 1, arr.size)
+    flat = arr.reshape(-1).astype(np.int64)
+    if flat.size != shape[0] * shape[1] * shape[2]:
+        raise ValueError(f"{flat.size} pixels do not match shape {shape}")
+    if flat.size and (flat.min() < 0 or flat.max() > 255):
+        raise ValueError("input pixels must lie in 0..255")
+    if flat.size > 1 << 16:
+        raise ValueError(f"{flat.size} inputs exceed the 16-bit pixel index field")
+    vals = flat if spec.input_bits == 8 else (flat * spec.input_max + 127) // 255
+    _, h, w = shape
+    out = [cmd("START")]
+    for idx in np.nonzero(vals)[0].tolist():
+        c, rem = divmod(idx, h * w)
+        y, x = divmod(rem, w)
+        out.append(cmd("PIXEL", c & 0xFFF, (int(vals[idx]) | idx << 16 | (x & 0xFF) << 32 | (y & 0xFF) << 40)))
+    out.append(cmd("RUN"))
+    return out
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    """What the accelerator reports for one sample."""
+
+    #: ``[T][n_out]`` output potentials after every timestep.
+    potentials: list[list[int]]
+    predicted: int
+    timesteps: int
+    cycles: int
+
+
+def _field(word: int) -> tuple[int, int]:
+    return word >> _DATA_BITS, word & ((1 << _DATA_BITS) - 1)
+
+
+def _sext(value: int, bits: int) -> int:
+    value &= (1 << bits) - 1
+    return value - (1 << bits) if value >> (bits - 1) else value
+
+
+def decode_all(words, n_out: int, spec: IntSpec) -> list[SampleResult]:
+    """Split a result stream into one :class:`SampleResult` per sample."""
+    results, pots, row, rec = [], [], [], {}
+    for word in words:
+        tag, data = _field(int(word))
+        if tag == TAG["POT"]:
+            row.append(_sext(data, spec.membrane_bits))
+            if len(row) == n_out:
+                pots.append(row)
+                row = []
+        elif tag == TAG["CLASS"]:
+            rec["predicted"] = data
+        elif tag == TAG["STEPS"]:
+            rec["timesteps"] = data
+        elif tag == TAG["CYCLES"]:
+            if row:
+                raise ValueError(f"a timestep ended after {len(row)} of {n_out} potentials")
+            results.append(SampleResult(pots, rec.get("predicted", -1), rec.get("timesteps", len(pots)), data))
+            pots, rec = [], {}
+        else:
+            raise ValueError(f"unknown result tag {tag} in word {word:#x}")
+    if pots or row or rec:
+        raise ValueError("the result stream ends in the middle of a sample")
+    return results
+
+
+def decode_results(words, n_out: int, spec: IntSpec) -> SampleResult:
+    """Decode the result words of exactly one sample."""
+    res = decode_all(words, n_out, spec)
+    if len(res) != 1:
+        raise ValueError(f"expected the results of one sample, found {len(res)}")
+    return res[0]

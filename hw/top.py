@@ -1,0 +1,610 @@
+"""The accelerator: :class:`Accelerator`, an event-driven LIF array.
+
+One ``wiring.Component`` with a command stream in and a result stream out (the word
+protocol is :mod:`quickspike.hw.protocol`). Everything about the network is loaded at
+run time; the generation-time parameters are a :class:`~quickspike.hw.config.HwConfig`.
+
+Datapath (``L`` = lanes; all RAMs are ``lib.memory`` with registered read ports):
+
+* **Weight RAM** ``weight_words × (L·weight_bits)``, **current RAM** and **membrane
+  RAM** ``neuron_words × (L·acc_bits / L·membrane_bits)`` sharing addresses, an
+  **event buffer** ``event_words × (mask, g, yp, xp, sp)`` and a small **output
+  buffer** for the output layer's potentials.
+* **Event pipeline** (accumulate phase): an event source (pixels from the command
+  stream during a sample's load, multiplied by their value; or the event-buffer
+  expander, one set mask bit per cycle) → two registered address stages (index and
+  weight row, with the flatten stride and a conv's channel offset) → a scatter stage
+  that turns a conv event into its valid ``(i, j)`` bursts without bubbles (a dense
+  event is one burst) → the **burst engine**, which issues one weight word per cycle
+  and takes the next burst in the cycle it issues the last word of the current one.
+  Read-modify-write of the current RAM: read (S0) → memory register (S1) → multiply
+  by the event's value (S2) → add and write (S3); the three writes that a read may
+  miss are forwarded from a 3-deep history, so back-to-back events on the same word
+  never stall.
+* **Fire phase** per layer-timestep: a 5-stage sweep over the layer's words:
+  read (F0) → registered v and I, ``v_init`` replacing v at timestep 0 (F1) → leak
+  with a run-time shift (F2) → saturating add (F3) → threshold, reset, write back,
+  clear the current (the first layer's static current is kept until the last
+  timestep) and write one event entry per word with a spike (F4). A conv layer's
+  sweep keeps its coordinates and pooled coordinates in counters, so pooling and
+  flattening are address maps on the entries (rows/cols past whole pool windows are
+  dropped there).
+* **Output streamer**: the output layer's F4 writes the output buffer; the streamer
+  serializes it (one potential per cycle, sequential argmax, ties to the lowest
+  index) while the next timestep already runs; after the last timestep it sends the
+  class, the timestep count and the cycle count.
+* **Timestep controller**: fixed-T mode (``T`` is a run-time register). Layer-major
+  within a timestep: fire layer 0 (static current) → accumulate layer 1 from its
+  events → fire layer 1 → … → fire the output layer. The per-layer fields are read
+  through one registered copy (``cur_*``) of the selected layer, loaded in a one-cycle
+  setup state, so no wide register-file mux sits on a datapath.
+
+Costs beyond the lower bound (:mod:`quickspike.hw.perf`): about 15 cycles per hidden
+layer-timestep (setup and pipeline drains: 1 + 4 for a fire phase, 1 + ~9 for an
+accumulate phase), a conv layer's fire sweep of ``H·W·ceil(K/L)`` words instead of
+``ceil(K·H·W/L)``, and the output streamer (``n_out`` cycles) when a timestep is
+shorter than it. On a 784-128-10 network with 8 lanes this measured 1.02-1.05x the
+bound; on tiny test networks the fixed overhead dominates.
+
+During a sample (after START) the command stream only carries PIXEL words (taken at
+the accumulate rate: ``cmd.ready`` low while the event pipeline is full) and RUN;
+other words are consumed and ignored. START is not taken until the previous sample's
+CYCLES word has gone out.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from quickspike.hw import protocol as P
+from quickspike.hw.config import HwConfig, bits_for
+
+__all__ = ["Accelerator"]
+
+
+def _lane(word, i: int, bits: int):
+    return word[i * bits:(i + 1) * bits].as_signed()
+
+
+class Accelerator(wiring.Component):
+    """The LIF-array accelerator for one :class:`HwConfig`.
+
+    Ports: ``cmd`` (``In(stream.Signature(IN_WIDTH))``), ``res``
+    (``Out(stream.Signature(OUT_WIDTH))``), ``busy`` (``Out(1)``).
+    """
+
+    def __init__(self, hwcfg: HwConfig):
+        if not isinstance(hwcfg, HwConfig):
+            raise TypeError(f"hwcfg must be a HwConfig, not {type(hwcfg).__name__}")
+        self.hwcfg = hwcfg
+        super().__init__({
+            "cmd": In(stream.Signature(P.IN_WIDTH)),
+            "res": Out(stream.Signature(P.OUT_WIDTH)),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.hwcfg
+        spec = cfg.spec
+        L = cfg.lanes
+        WB, MB, AB, IB = spec.weight_bits, spec.membrane_bits, spec.acc_bits, spec.input_bits
+        WAB, NAB = cfg.weight_addr_bits, cfg.neuron_addr_bits
+        MAPB, IDXB = cfg.map_bits, cfg.index_bits
+        NCNT = NAB + 1  # counts of neuron words
+        WCNT = WAB + 1
+        mlo, mhi = spec.membrane_range
+
+        # ---------------------------------------------------------------- registers
+        field_shapes = {
+            "kind": 1, "wbase": WCNT, "sbase": NCNT, "row_words": NCNT, "out_words": NCNT,
+            "last_lanes": bits_for(L), "threshold": signed(MB), "v_init": signed(MB),
+            "leak_shift": cfg.shift_bits, "reset": 1, "spiking": 1,
+            "map_h": MAPB, "map_w": MAPB, "pool": 3, "pool_h": MAPB, "pool_w": MAPB,
+            "row_stride": NCNT, "k9": WCNT, "in_hw": 2 * MAPB,
+        }
+        assert tuple(field_shapes) == P.LAYER_FIELDS
+        regs = {name: Array(Signal(shape, name=f"l{li}_{name}") for li in range(cfg.max_layers))
+                for name, shape in field_shapes.items()}
+        reg_T = Signal(cfg.step_bits)
+        reg_nl = Signal(bits_for(cfg.max_layers))
+        layer = Signal(cfg.layer_bits)           # the layer the controller works on
+        cur = {name: Signal(shape, name=f"cur_{name}") for name, shape in field_shapes.items()}
+        for name in field_shapes:
+            m.d.sync += cur[name].eq(regs[name][layer])
+        t = Signal(cfg.step_bits)
+        is_last_layer = Signal()
+        m.d.comb += is_last_layer.eq(layer == reg_nl - 1)
+
+        # ---------------------------------------------------------------- memories
+        m.submodules.wmem = wmem = memory.Memory(shape=unsigned(L * WB), depth=cfg.weight_words, init=[])
+        m.submodules.amem = amem = memory.Memory(shape=unsigned(L * AB), depth=cfg.neuron_words, init=[])
+        m.submodules.vmem = vmem = memory.Memory(shape=unsigned(L * MB), depth=cfg.neuron_words, init=[])
+        ev_layout = data.StructLayout({
+            "mask": L, "g": NCNT, "yp": MAPB, "xp": MAPB, "sp": 2 * MAPB})
+        m.submodules.emem = emem = memory.Memory(shape=ev_layout, depth=cfg.event_words, init=[])
+        m.submodules.omem = omem = memory.Memory(shape=unsigned(L * MB), depth=cfg.out_words, init=[])
+        w_rd, w_wr = wmem.read_port(), wmem.write_port()
+        a_rd, a_wr = amem.read_port(), amem.write_port()
+        v_rd, v_wr = vmem.read_port(), vmem.write_port()
+        e_rd, e_wr = emem.read_port(), emem.write_port()
+        o_rd, o_wr = omem.read_port(), omem.write_port()
+
+        # ---------------------------------------------------------------- command decode
+        p = self.cmd.payload
+        op = p[60:64]
+        fa = p[48:60]
+        fb = p[0:48]
+
+        # weight loading
+        per = P.weights_per_beat(spec)
+        beats = P.beats_per_word(spec, L)
+        wptr = Signal(WCNT)
+        wbeat = Signal(bits_for(beats))
+        wsr = Signal(beats * 48)
+        next_sr = Signal(beats * 48)
+        m.d.comb += next_sr.eq(Cat(wsr[48:], fb) if beats > 1 else fb)
+        word_bits = []
+        for k in range(beats):
+            for j in range(per):
+                if len(word_bits) < L:
+                    lo = k * 48 + j * WB
+                    word_bits.append(next_sr[lo:lo + WB])
+        m.d.comb += [w_wr.addr.eq(wptr), w_wr.data.eq(Cat(*word_bits))]
+
+        # ---------------------------------------------------------------- state
+        counting = Signal()
+        cycles = Signal(32)
+        with m.If(counting):
+            m.d.sync += cycles.eq(cycles + 1)
+
+        # ---------------------------------------------------------------- event pipeline
+        # EV stage
+        ev_valid = Signal()
+        ev_c = Signal(IDXB + 1)
+        ev_y = Signal(MAPB)
+        ev_x = Signal(MAPB)
+        ev_sp = Signal(2 * MAPB)
+        ev_m = Signal(IB)
+        # G1
+        g1_valid = Signal()
+        g1_idx = Signal(IDXB + 2 * MAPB + 1)   # dense: c·in_hw + sp ; conv: c·k9
+        g1_y = Signal(MAPB)
+        g1_x = Signal(MAPB)
+        g1_ny = Signal(NCNT + MAPB + 1)
+        g1_nx = Signal(NCNT + MAPB + 1)
+        g1_m = Signal(IB)
+        # G2
+        g2_valid = Signal()
+        g2_wa = Signal(WCNT + IDXB + 2 * MAPB + NCNT)
+        g2_na = Signal(NCNT + MAPB + 2)
+        g2_ilo = Signal()
+        g2_ihi = Signal(2)
+        g2_jlo = Signal()
+        g2_jhi = Signal(2)
+        g2_m = Signal(IB)
+        # G3 scatter
+        g3_valid = Signal()
+        g3_i = Signal(2)
+        g3_j = Signal(2)
+        g3_jlo = Signal()
+        g3_ihi = Signal(2)
+        g3_jhi = Signal(2)
+        g3_wrow = Signal(WCNT + 2)
+        g3_nrow = Signal(signed(NCNT + MAPB + 3))
+        g3_m = Signal(IB)
+        # burst engine
+        be_valid = Signal()
+        be_wa = Signal(WCNT)
+        be_na = Signal(NCNT)
+        be_rem = Signal(NCNT)
+        be_m = Signal(IB)
+        # RMW pipeline
+        s1_valid, s1_na, s1_m = Signal(), Signal(NAB), Signal(IB)
+        s2_valid, s2_na, s2_m = Signal(), Signal(NAB), Signal(IB)
+        s2_w, s2_a = Signal(L * WB), Signal(L * AB)
+        s3_valid, s3_na = Signal(), Signal(NAB)
+        s3_p, s3_a = Signal(L * AB), Signal(L * AB)
+        hist = [(Signal(name=f"h{k}_valid"), Signal(NAB, name=f"h{k}_na"), Signal(L * AB, name=f"h{k}_sum"))
+                for k in range(3)]
+
+        acc_phase = Signal()      # the event pipeline owns the current RAM
+        kw = cur["row_words"]
+
+        # --- burst engine
+        be_last = Signal()
+        m.d.comb += be_last.eq(be_rem == 1)
+        be_ready = Signal()
+        m.d.comb += be_ready.eq(~be_valid | be_last)
+        with m.If(be_valid):
+            m.d.sync += [be_wa.eq(be_wa + 1), be_na.eq(be_na + 1), be_rem.eq(be_rem - 1)]
+            with m.If(be_last):
+                m.d.sync += be_valid.eq(0)
+        m.d.sync += [s1_valid.eq(be_valid), s1_na.eq(be_na), s1_m.eq(be_m)]
+
+        # --- G3 scatter: conv events give bursts for i in [ilo, ihi], j in [jlo, jhi]
+        g3_wa = Signal(WCNT)
+        g3_na = Signal(NCNT)
+        jw = Signal(NCNT + 2)
+        m.d.comb += jw.eq(Mux(g3_j == 0, 0, Mux(g3_j == 1, kw, kw << 1)))
+        m.d.comb += [g3_wa.eq(g3_wrow + jw), g3_na.eq(g3_nrow - jw)]
+        g3_lastb = Signal()
+        m.d.comb += g3_lastb.eq((g3_i == g3_ihi) & (g3_j == g3_jhi))
+        g3_ready = Signal()
+        m.d.comb += g3_ready.eq(~g3_valid | (g3_lastb & be_ready))
+        with m.If(g3_valid & be_ready):
+            m.d.sync += [be_valid.eq(1), be_wa.eq(g3_wa), be_na.eq(g3_na), be_rem.eq(kw), be_m.eq(g3_m)]
+            with m.If(g3_j == g3_jhi):
+                m.d.sync += [g3_j.eq(g3_jlo), g3_i.eq(g3_i + 1),
+                             g3_wrow.eq(g3_wrow + kw + (kw << 1)), g3_nrow.eq(g3_nrow - cur["row_stride"])]
+            with m.Else():
+                m.d.sync += g3_j.eq(g3_j + 1)
+            with m.If(g3_lastb):
+                m.d.sync += g3_valid.eq(0)
+        # load G3 from G2
+        g2_ready = Signal()
+        m.d.comb += g2_ready.eq(~g2_valid | g3_ready)
+        with m.If(g2_valid & g3_ready):
+            i0 = Mux(g2_ilo, kw + (kw << 1), 0)   # g3_wrow/g3_nrow: row starts at j = 0
+            m.d.sync += [
+                g3_valid.eq(1), g3_i.eq(g2_ilo), g3_j.eq(g2_jlo), g3_jlo.eq(g2_jlo),
+                g3_ihi.eq(g2_ihi), g3_jhi.eq(g2_jhi), g3_m.eq(g2_m),
+                g3_wrow.eq(g2_wa + i0),
+                g3_nrow.eq(g2_na - Mux(g2_ilo, cur["row_stride"], 0)),
+            ]
+        # --- G2
+        g1_ready = Signal()
+        m.d.comb += g1_ready.eq(~g1_valid | g2_ready)
+        with m.If(g2_ready):
+            m.d.sync += g2_valid.eq(g1_valid)
+            with m.If(g1_valid):
+                with m.If(cur["kind"] == 0):
+                    m.d.sync += [g2_wa.eq(cur["wbase"] + g1_idx * kw), g2_na.eq(cur["sbase"]),
+                                 g2_ilo.eq(0), g2_ihi.eq(0), g2_jlo.eq(0), g2_jhi.eq(0)]
+                with m.Else():
+                    h, w = cur["map_h"], cur["map_w"]
+                    m.d.sync += [
+                        g2_wa.eq(cur["wbase"] + g1_idx),
+                        g2_na.eq(cur["sbase"] + g1_ny + g1_nx),
+                        g2_ilo.eq(g1_y + 1 >= h), g2_ihi.eq(Mux(g1_y >= 1, 2, 1)),
+                        g2_jlo.eq(g1_x + 1 >= w), g2_jhi.eq(Mux(g1_x >= 1, 2, 1)),
+                    ]
+                m.d.sync += g2_m.eq(g1_m)
+        # --- G1
+        ev_ready = Signal()
+        m.d.comb += ev_ready.eq(~ev_valid | g1_ready)
+        with m.If(g1_ready):
+            m.d.sync += g1_valid.eq(ev_valid)
+            with m.If(ev_valid):
+                with m.If(cur["kind"] == 0):
+                    m.d.sync += g1_idx.eq(ev_c * cur["in_hw"] + ev_sp)
+                with m.Else():
+                    m.d.sync += g1_idx.eq(ev_c * cur["k9"])
+                m.d.sync += [g1_y.eq(ev_y), g1_x.eq(ev_x), g1_m.eq(ev_m),
+                             g1_ny.eq((ev_y + 1) * cur["row_stride"]), g1_nx.eq((ev_x + 1) * kw)]
+        # ev stage consumption (sources set ev_valid when they emit)
+        with m.If(g1_ready):
+            m.d.sync += ev_valid.eq(0)
+
+        # --- S1..S3: read-modify-write of the current RAM
+        with m.If(acc_phase):
+            m.d.comb += [w_rd.addr.eq(be_wa), a_rd.addr.eq(be_na)]
+        m.d.sync += [s2_valid.eq(s1_valid), s2_na.eq(s1_na), s2_m.eq(s1_m),
+                     s2_w.eq(w_rd.data), s2_a.eq(a_rd.data)]
+        mult = Cat(s2_m, Const(0, 1)).as_signed()
+        prods = [_lane(s2_w, i, WB) * mult for i in range(L)]
+        m.d.sync += [s3_valid.eq(s2_valid), s3_na.eq(s2_na), s3_a.eq(s2_a)]
+        m.d.sync += s3_p.eq(Cat(*[_sext(pv, AB) for pv in prods]))
+        fwd = Signal(L * AB)
+        sel = s3_a
+        for hv, hna, hsum in reversed(hist):          # oldest first; newest overrides
+            sel = Mux(hv & (hna == s3_na), hsum, sel)
+        m.d.comb += fwd.eq(sel)
+        s3_sum = Signal(L * AB)
+        m.d.comb += s3_sum.eq(Cat(*[(_lane(fwd, i, AB) + _lane(s3_p, i, AB))[:AB] for i in range(L)]))
+        m.d.sync += [hist[0][0].eq(s3_valid), hist[0][1].eq(s3_na), hist[0][2].eq(s3_sum)]
+        for k in range(1, 3):
+            m.d.sync += [hist[k][0].eq(hist[k - 1][0]), hist[k][1].eq(hist[k - 1][1]),
+                         hist[k][2].eq(hist[k - 1][2])]
+        pipe_busy = Signal()
+        m.d.comb += pipe_busy.eq(ev_valid | g1_valid | g2_valid | g3_valid | be_valid |
+                                 s1_valid | s2_valid | s3_valid)
+
+        # --- event-buffer expander
+        ev_count = Signal(cfg.event_addr_bits + 1)
+        eptr = Signal(cfg.event_addr_bits + 1)
+        ent_valid = Signal()
+        ent_mask = Signal(L)
+        ent_g = Signal(NCNT)
+        ent_yp, ent_xp, ent_sp = Signal(MAPB), Signal(MAPB), Signal(2 * MAPB)
+        advance = Signal()
+        m.d.comb += e_rd.addr.eq(Mux(advance, eptr + 1, eptr))
+        expand = Signal()
+        low = Signal(range(L))       # lowest set bit of ent_mask
+        for i in reversed(range(L)):
+            with m.If(ent_mask[i]):
+                m.d.comb += low.eq(i)
+        can_load = Signal()
+        m.d.comb += can_load.eq(eptr < ev_count)
+
+        def load_entry():
+            m.d.comb += advance.eq(1)
+            m.d.sync += [eptr.eq(eptr + 1), ent_valid.eq(1), ent_mask.eq(e_rd.data.mask),
+                         ent_g.eq(e_rd.data.g), ent_yp.eq(e_rd.data.yp), ent_xp.eq(e_rd.data.xp),
+                         ent_sp.eq(e_rd.data.sp)]
+
+        with m.If(expand):
+            with m.If(~ent_valid):
+                with m.If(can_load):
+                    load_entry()
+            with m.Elif(ev_ready):
+                m.d.sync += [ev_valid.eq(1), ev_c.eq(ent_g * L + low), ev_y.eq(ent_yp),
+                             ev_x.eq(ent_xp), ev_sp.eq(ent_sp), ev_m.eq(1)]
+                rest = ent_mask & (ent_mask - 1)
+                with m.If(rest == 0):
+                    with m.If(can_load):
+                        load_entry()
+                    with m.Else():
+                        m.d.sync += ent_valid.eq(0)
+                with m.Else():
+                    m.d.sync += ent_mask.eq(rest)
+
+        # ---------------------------------------------------------------- fire pipeline
+        f_k = Signal(NCNT)          # word being issued
+        f_go = Signal()             # issue one word this cycle
+        f_done = Signal()           # sweep issued all words
+        # conv coordinate counters (of the word being issued)
+        c_g, c_x, c_y = Signal(NCNT), Signal(MAPB), Signal(MAPB)
+        c_xs, c_xp, c_ys, c_yp = Signal(3), Signal(MAPB), Signal(3), Signal(MAPB)
+        c_rowp = Signal(2 * MAPB)
+        meta_layout = data.StructLayout({
+            "valid": 1, "k": NCNT, "g": NCNT, "yp": MAPB, "xp": MAPB, "sp": 2 * MAPB, "pv": 1})
+        f1 = Signal(meta_layout)
+        f2 = Signal(meta_layout)
+        f3 = Signal(meta_layout)
+        f4 = Signal(meta_layout)
+        f1_addr, f2_addr, f3_addr, f4_addr = (Signal(NAB, name=f"f{i}_addr") for i in range(1, 5))
+        f2_v, f2_i = Signal(L * MB), Signal(L * AB)
+        f3_v, f3_i = Signal(L * MB), Signal(L * AB)
+        f4_v = Signal(L * MB)
+        first_step = Signal()
+        m.d.comb += first_step.eq(t == 0)
+        keep_cur = Signal()
+        m.d.comb += keep_cur.eq((layer == 0) & (t != reg_T - 1))
+
+        f_addr = Signal(NCNT)
+        m.d.comb += f_addr.eq(cur["sbase"] + f_k)
+        with m.If(~acc_phase):
+            m.d.comb += [a_rd.addr.eq(f_addr)]
+        m.d.comb += v_rd.addr.eq(f_addr)
+        pooled_ok = Signal()
+        m.d.comb += pooled_ok.eq((c_yp < cur["pool_h"]) & (c_xp < cur["pool_w"]))
+        m.d.sync += [f1.valid.eq(f_go), f1.k.eq(f_k), f1.g.eq(Mux(cur["kind"], c_g, f_k)),
+                     f1.yp.eq(c_yp), f1.xp.eq(c_xp), f1.sp.eq(c_rowp + c_xp),
+                     f1.pv.eq(Mux(cur["kind"], pooled_ok, 1)), f1_addr.eq(f_addr)]
+        with m.If(f_go):
+            m.d.sync += f_k.eq(f_k + 1)
+            with m.If(f_k + 1 == cur["out_words"]):
+                m.d.sync += f_done.eq(1)
+            # advance conv coordinates: g fastest, then x, then y
+            with m.If(c_g + 1 == kw):
+                m.d.sync += c_g.eq(0)
+                with m.If(c_x + 1 == cur["map_w"]):
+                    m.d.sync += [c_x.eq(0), c_xs.eq(0), c_xp.eq(0), c_y.eq(c_y + 1)]
+                    with m.If(c_ys + 1 == cur["pool"]):
+                        m.d.sync += [c_ys.eq(0), c_yp.eq(c_yp + 1), c_rowp.eq(c_rowp + cur["pool_w"])]
+                    with m.Else():
+                        m.d.sync += c_ys.eq(c_ys + 1)
+                with m.Else():
+                    m.d.sync += c_x.eq(c_x + 1)
+                    with m.If(c_xs + 1 == cur["pool"]):
+                        m.d.sync += [c_xs.eq(0), c_xp.eq(c_xp + 1)]
+                    with m.Else():
+                        m.d.sync += c_xs.eq(c_xs + 1)
+            with m.Else():
+                m.d.sync += c_g.eq(c_g + 1)
+        # F1 -> F2: registered memory outputs, v_init at timestep 0
+        vinit_word = Cat(*[cur["v_init"] for _ in range(L)])
+        m.d.sync += [f2.eq(f1), f2_addr.eq(f1_addr),
+                     f2_v.eq(Mux(first_step, vinit_word, v_rd.data)), f2_i.eq(a_rd.data)]
+        # F2 -> F3: leak
+        sh = cur["leak_shift"]
+        leaked = []
+        for i in range(L):
+            v = _lane(f2_v, i, MB)
+            leaked.append(Mux(sh == 0, v, v - (v >> sh))[:MB])
+        m.d.sync += [f3.eq(f2), f3_addr.eq(f2_addr), f3_v.eq(Cat(*leaked)), f3_i.eq(f2_i)]
+        # F3 -> F4: saturating add
+        integ = []
+        for i in range(L):
+            s = _lane(f3_v, i, MB) + _lane(f3_i, i, AB)
+            integ.append(Mux(s < mlo, mlo, Mux(s > mhi, mhi, s))[:MB])
+        m.d.sync += [f4.eq(f3), f4_addr.eq(f3_addr), f4_v.eq(Cat(*integ))]
+        # F4: fire, write back
+        th = cur["threshold"]
+        last_word = Signal()
+        m.d.comb += last_word.eq(f4.g == kw - 1)
+        spikes = Signal(L)
+        newv = []
+        for i in range(L):
+            v = _lane(f4_v, i, MB)
+            ok = (~last_word | (i < cur["last_lanes"])) & cur["spiking"]
+            s = ok & (v >= th)
+            m.d.comb += spikes[i].eq(s)
+            newv.append(Mux(s, Mux(cur["reset"], 0, v - th), v)[:MB])
+        f4_new = Signal(L * MB)
+        m.d.comb += f4_new.eq(Cat(*newv))
+        with m.If(f4.valid):
+            m.d.comb += [v_wr.addr.eq(f4_addr), v_wr.data.eq(f4_new), v_wr.en.eq(1)]
+        ev_wr_ptr = Signal(cfg.event_addr_bits + 1)
+        m.d.comb += [e_wr.addr.eq(ev_wr_ptr), e_wr.data.mask.eq(spikes), e_wr.data.g.eq(f4.g),
+                     e_wr.data.yp.eq(f4.yp), e_wr.data.xp.eq(f4.xp), e_wr.data.sp.eq(f4.sp)]
+        with m.If(f4.valid & (spikes != 0) & f4.pv):
+            m.d.comb += e_wr.en.eq(1)
+            m.d.sync += ev_wr_ptr.eq(ev_wr_ptr + 1)
+        with m.If(f4.valid & is_last_layer):
+            m.d.comb += [o_wr.addr.eq(f4.k), o_wr.data.eq(f4_new), o_wr.en.eq(1)]
+        f_busy = Signal()
+        m.d.comb += f_busy.eq(f_go | f1.valid | f2.valid | f3.valid | f4.valid)
+
+        # current RAM write port: RMW S3 or fire-phase clear
+        with m.If(acc_phase):
+            m.d.comb += [a_wr.addr.eq(s3_na), a_wr.data.eq(s3_sum), a_wr.en.eq(s3_valid)]
+        with m.Else():
+            m.d.comb += [a_wr.addr.eq(f4_addr), a_wr.data.eq(0), a_wr.en.eq(f4.valid & ~keep_cur)]
+
+        # ---------------------------------------------------------------- output streamer
+        st_start = Signal()
+        st_final = Signal()
+        st_busy = Signal()
+        st_rw = Signal(NCNT)
+        st_last = Signal(bits_for(L))
+        st_wi = Signal(NCNT)
+        st_lane = Signal(bits_for(L))
+        st_n = Signal(16)
+        st_sr = Signal(L * MB)
+        best_v = Signal(signed(MB))
+        best_i = Signal(16)
+        res_tag = Signal(4)
+        res_data = Signal(32)
+        m.d.comb += [self.res.payload.eq(Cat(res_data, res_tag)), o_rd.addr.eq(st_wi)]
+        with m.FSM(name="streamer"):
+            with m.State("IDLE"):
+                with m.If(st_start):
+                    m.d.sync += [st_wi.eq(0), st_n.eq(0), st_rw.eq(cur["row_words"]),
+                                 st_last.eq(cur["last_lanes"])]
+                    m.next = "READ"
+            with m.State("READ"):
+                m.d.comb += st_busy.eq(1)
+                m.next = "LATCH"
+            with m.State("LATCH"):
+                m.d.comb += st_busy.eq(1)
+                m.d.sync += [st_sr.eq(o_rd.data), st_lane.eq(0)]
+                m.next = "EMIT"
+            with m.State("EMIT"):
+                m.d.comb += st_busy.eq(1)
+                v = st_sr[:MB].as_signed()
+                m.d.comb += [self.res.valid.eq(1), res_tag.eq(P.TAG["POT"]), res_data.eq(v)]
+                with m.If(self.res.ready):
+                    m.d.sync += [st_sr.eq(st_sr >> MB), st_lane.eq(st_lane + 1), st_n.eq(st_n + 1)]
+                    with m.If((st_n == 0) | (v > best_v)):
+                        m.d.sync += [best_v.eq(v), best_i.eq(st_n)]
+                    end_word = Mux(st_wi == st_rw - 1, st_lane + 1 == st_last, st_lane + 1 == L)
+                    with m.If(end_word):
+                        with m.If(st_wi == st_rw - 1):
+                            m.next = "TAIL"
+                        with m.Else():
+                            m.d.sync += st_wi.eq(st_wi + 1)
+                            m.next = "READ"
+            with m.State("TAIL"):
+                m.d.comb += st_busy.eq(1)
+                with m.If(st_final):
+                    m.next = "CLASS"
+                with m.Else():
+                    m.next = "IDLE"
+            with m.State("CLASS"):
+                m.d.comb += [st_busy.eq(1), self.res.valid.eq(1), res_tag.eq(P.TAG["CLASS"]), res_data.eq(best_i)]
+                with m.If(self.res.ready):
+                    m.next = "STEPS"
+            with m.State("STEPS"):
+                m.d.comb += [st_busy.eq(1), self.res.valid.eq(1), res_tag.eq(P.TAG["STEPS"]), res_data.eq(reg_T)]
+                with m.If(self.res.ready):
+                    m.next = "CYCLES"
+            with m.State("CYCLES"):
+                m.d.comb += [st_busy.eq(1), self.res.valid.eq(1), res_tag.eq(P.TAG["CYCLES"]), res_data.eq(cycles)]
+                with m.If(self.res.ready):
+                    m.d.sync += [counting.eq(0), st_final.eq(0)]
+                    m.next = "IDLE"
+
+        # ---------------------------------------------------------------- controller
+        def start_fire():
+            m.d.sync += [f_k.eq(0), f_done.eq(0), c_g.eq(0), c_x.eq(0), c_y.eq(0), c_xs.eq(0),
+                         c_xp.eq(0), c_ys.eq(0), c_yp.eq(0), c_rowp.eq(0)]
+
+        with m.FSM(name="ctrl"):
+            with m.State("IDLE"):
+                m.d.comb += self.cmd.ready.eq(1)
+                with m.If(self.cmd.valid):
+                    with m.Switch(op):
+                        with m.Case(P.OP["REG"]):
+                            with m.If(fa == P.REG_T):
+                                m.d.sync += reg_T.eq(fb)
+                            with m.If(fa == P.REG_LAYERS):
+                                m.d.sync += reg_nl.eq(fb)
+                            for li in range(cfg.max_layers):
+                                for f, name in enumerate(P.LAYER_FIELDS):
+                                    with m.If(fa == P.LAYER_BASE + li * P.LAYER_STRIDE + f):
+                                        m.d.sync += regs[name][li].eq(fb)
+                        with m.Case(P.OP["WADDR"]):
+                            m.d.sync += [wptr.eq(fb), wbeat.eq(0)]
+                        with m.Case(P.OP["WDATA"]):
+                            m.d.sync += wsr.eq(next_sr)
+                            with m.If(wbeat == beats - 1):
+                                m.d.comb += w_wr.en.eq(1)
+                                m.d.sync += [wbeat.eq(0), wptr.eq(wptr + 1)]
+                            with m.Else():
+                                m.d.sync += wbeat.eq(wbeat + 1)
+                        with m.Case(P.OP["START"]):
+                            m.d.sync += [cycles.eq(0), counting.eq(1), layer.eq(0), t.eq(0)]
+                            m.next = "PIX_SETUP"
+            with m.State("PIX_SETUP"):      # cur <= layer 0
+                m.d.comb += self.busy.eq(1)
+                m.next = "PIXELS"
+            with m.State("PIXELS"):
+                m.d.comb += [self.busy.eq(1), acc_phase.eq(1)]
+                with m.If(op == P.OP["PIXEL"]):
+                    m.d.comb += self.cmd.ready.eq(ev_ready)
+                    with m.If(self.cmd.valid & ev_ready):
+                        m.d.sync += [ev_valid.eq(1), ev_m.eq(fb[0:16]), ev_sp.eq(0),
+                                     ev_c.eq(Mux(cur["kind"], fa, fb[16:32])),
+                                     ev_x.eq(fb[32:40]), ev_y.eq(fb[40:48])]
+                with m.Else():
+                    m.d.comb += self.cmd.ready.eq(1)
+                    with m.If(self.cmd.valid & (op == P.OP["RUN"])):
+                        m.next = "PIX_DRAIN"
+            with m.State("PIX_DRAIN"):
+                m.d.comb += [self.busy.eq(1), acc_phase.eq(1)]
+                with m.If(~pipe_busy):
+                    m.next = "F_SETUP"
+            with m.State("F_SETUP"):        # cur <= layer; wait for the streamer before the output layer
+                m.d.comb += self.busy.eq(1)
+                start_fire()
+                m.d.sync += ev_wr_ptr.eq(0)
+                with m.If(~is_last_layer | ~st_busy):
+                    m.next = "FIRE"
+            with m.State("FIRE"):
+                m.d.comb += [self.busy.eq(1), f_go.eq(~f_done)]
+                with m.If(~f_busy & f_done):
+                    with m.If(is_last_layer):
+                        m.d.comb += st_start.eq(1)
+                        m.d.sync += [t.eq(t + 1), layer.eq(0)]
+                        with m.If(t + 1 == reg_T):
+                            m.d.sync += st_final.eq(1)
+                            m.next = "FINISH"
+                        with m.Else():
+                            m.next = "F_SETUP"
+                    with m.Else():
+                        m.d.sync += [layer.eq(layer + 1), ev_count.eq(ev_wr_ptr), eptr.eq(0), ent_valid.eq(0)]
+                        m.next = "A_SETUP"
+            with m.State("A_SETUP"):        # cur <= layer; event RAM read of entry 0
+                m.d.comb += [self.busy.eq(1), acc_phase.eq(1)]
+                m.next = "ACC"
+            with m.State("ACC"):
+                m.d.comb += [self.busy.eq(1), acc_phase.eq(1), expand.eq(1)]
+                with m.If(~pipe_busy & ~ent_valid & ~can_load):
+                    m.next = "F_SETUP"
+            with m.State("FINISH"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(~counting):
+                    m.next = "IDLE"
+        return m
+
+
+def _sext(value, bits: int):
+    """Sign-extend (or truncate) a signed value to ``bits`` bits, as raw bits."""
+    value = value.as_signed()
+    if len(value) >= bits:
+        return value[:bits]
+    return Cat(value, *([value[-1]] * (bits - len(value))))
