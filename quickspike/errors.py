@@ -5,7 +5,7 @@ that does not fit the hardware) raises a subclass of :class:`UserError`. The CLI
 prints its message on one line, without a traceback, and exits with ``exit_code``.
 """
 
-__all__ = ["UserError", "UsageError", "DataError", "BundleError", "SpecError", "FitError"]
+__all__ = ["UserError", "UsageError", "DataError", "BundleError", "MissingBundleError", "SpecError", "FitError"]
 
 
 class UserError(Exception):
@@ -34,3 +34,9 @@ class BundleError(UserError):
 
 class FitError(UserError):
     """A network that does not fit the generated hardware or the FPGA."""
+
+
+class MissingBundleError(BundleError, UsageError):
+    """A bundle path that does not exist or is not a file: CLI misuse."""
+
+    exit_code = 2

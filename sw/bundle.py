@@ -18,14 +18,15 @@ import hashlib
 import io
 import json
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from quickspike.errors import BundleError, SpecError
+from quickspike.errors import BundleError, MissingBundleError, SpecError
 from quickspike.sw.files import atomic_write_bytes
 from quickspike.sw.network import IntNetwork
-from quickspike.sw.spec import IntSpec, LayerSpec
+from quickspike.sw.spec import ExitSpec, IntSpec, LayerSpec
 
 __all__ = ["BUNDLE_FORMAT", "BUNDLE_VERSION", "save_bundle", "load_bundle"]
 
@@ -54,6 +55,7 @@ def save_bundle(net: IntNetwork, path: Path | str) -> Path:
             "timesteps": net.timesteps,
             "weights": entries,
             "meta": net.meta,
+            "exit": net.exit.to_dict(),
         }
         zf.writestr("manifest.json", json.dumps(manifest, indent=2, sort_keys=True))
     return atomic_write_bytes(path, buf.getvalue())
@@ -63,13 +65,14 @@ def load_bundle(path: Path | str) -> IntNetwork:
     """Read and validate a bundle; any defect raises a one-line :class:`BundleError`."""
     path = Path(path)
     if not path.exists():
-        raise BundleError(f"bundle {path} does not exist")
+        raise MissingBundleError(f"bundle {path} does not exist")
     if not path.is_file():
-        raise BundleError(f"bundle {path} is not a file")
+        raise MissingBundleError(f"bundle {path} is not a file")
     try:
         with zipfile.ZipFile(path) as zf:
             manifest = _read_manifest(zf, path)
             spec = IntSpec.from_dict(manifest.get("spec"))
+            exit_rule = ExitSpec.from_dict(manifest.get("exit", {}))
             layers = tuple(LayerSpec.from_dict(d) for d in _list(manifest, "layers", path))
             entries = _list(manifest, "weights", path)
             if len(entries) != len(layers):
@@ -77,7 +80,7 @@ def load_bundle(path: Path | str) -> IntNetwork:
             weights = tuple(_read_weights(zf, e, path) for e in entries)
     except zipfile.BadZipFile:
         raise BundleError(f"bundle {path} is truncated or not a quickspike bundle (not a valid zip archive)") from None
-    except (zipfile.LargeZipFile, EOFError, OSError) as e:
+    except (zipfile.LargeZipFile, EOFError, OSError, zlib.error, RuntimeError) as e:
         raise BundleError(f"bundle {path} is truncated or corrupted ({type(e).__name__})") from None
     except SpecError as e:
         raise BundleError(f"bundle {path}: {e}") from None
@@ -85,7 +88,8 @@ def load_bundle(path: Path | str) -> IntNetwork:
     if not isinstance(meta, dict):
         raise BundleError(f"bundle {path}: 'meta' must be a JSON object")
     try:
-        return IntNetwork(spec, layers, weights, timesteps=manifest.get("timesteps"), meta=meta).validate()
+        return IntNetwork(spec, layers, weights, timesteps=manifest.get("timesteps"), meta=meta,
+                          exit=exit_rule).validate()
     except SpecError as e:
         raise BundleError(f"bundle {path}: {e}") from None
 
@@ -121,7 +125,7 @@ def _list(manifest: dict, key: str, path: Path) -> list:
 
 
 def _read_weights(zf: zipfile.ZipFile, entry: dict, path: Path) -> np.ndarray:
-    if not isinstance(entry, dict) or not {"file", "shape", "sha256"} <= set(entry):
+    if not isinstance(entry, dict) or not {"file", "shape", "sha256"} <= set(entry) or not isinstance(entry["file"], str):
         raise BundleError(f"bundle {path}: a weights entry lacks file, shape or sha256")
     name = entry["file"]
     try:
@@ -136,7 +140,7 @@ def _read_weights(zf: zipfile.ZipFile, entry: dict, path: Path) -> np.ndarray:
         raise BundleError(f"bundle {path}: {name} is not a valid weight array") from None
     if arr.dtype.kind not in "iu":
         raise BundleError(f"bundle {path}: {name} holds {arr.dtype}, not integers")
-    if list(arr.shape) != list(entry["shape"]):
+    if list(arr.shape) != entry["shape"]:
         raise BundleError(f"bundle {path}: {name} has shape {list(arr.shape)}, the manifest says {entry['shape']}")
     if hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest() != entry["sha256"]:
         raise BundleError(f"bundle {path}: {name} does not match its checksum (corrupted)")

@@ -17,11 +17,11 @@ import torch.nn.functional as F
 
 from quickspike.errors import UsageError
 from quickspike.sw.network import IntNetwork
-from quickspike.sw.spec import IntSpec, LayerSpec, NeuronSpec
+from quickspike.sw.spec import EXP_TABLE, EXP_TABLE_SIZE, ExitSpec, IntSpec, LayerSpec, NeuronSpec
 
 __all__ = [
     "integrate", "fire", "lif_step", "layer_current", "sum_pool", "encode_pixels",
-    "GoldenResult", "run_golden", "argmax_first",
+    "GoldenResult", "run_golden", "argmax_first", "exit_holds", "apply_exit",
 ]
 
 
@@ -85,21 +85,28 @@ def encode_pixels(pixels: np.ndarray | torch.Tensor, spec: IntSpec) -> torch.Ten
 class GoldenResult:
     """What the golden model reports for a batch of samples."""
 
-    #: (B, T, n_classes) output potentials after every timestep.
+    #: (B, T, n_classes) output potentials after every timestep; with an early exit
+    #: only the first ``timesteps[b]`` rows of sample ``b`` are run by the hardware.
     potentials: torch.Tensor
-    #: (B, T, n_hidden_layers) spikes emitted per hidden layer and timestep.
+    #: (B, T, n_hidden_layers) spikes emitted per hidden layer and timestep (zero after
+    #: a sample's exit).
     spike_counts: torch.Tensor
-    #: (B,) predicted class.
+    #: (B,) predicted class (at the exit timestep).
     predicted: torch.Tensor
-    #: (B,) timesteps run for each sample.
+    #: (B,) timesteps run for each sample (its exit timestep, 1-based, or T).
     timesteps: torch.Tensor
     #: With ``record_spikes``: per hidden layer, (B, T, *out_shape) bool spikes.
     spikes: tuple[torch.Tensor, ...] | None = None
 
 
 def run_golden(net: IntNetwork, pixels: np.ndarray | torch.Tensor, timesteps: int | None = None,
-               *, record_spikes: bool = False, batch_size: int = 1000) -> GoldenResult:
-    """Run ``net`` on uint8 images ``pixels`` (B, C, H, W) for ``timesteps`` steps."""
+               *, exit: ExitSpec | None = None, record_spikes: bool = False,
+               batch_size: int = 1000) -> GoldenResult:
+    """Run ``net`` on uint8 images ``pixels`` (B, C, H, W) for up to ``timesteps`` steps.
+
+    ``exit`` overrides the network's early-exit rule (``ExitSpec()`` runs every sample
+    for the full ``timesteps``).
+    """
     T = net.timesteps if timesteps is None else timesteps
     if isinstance(T, bool) or not isinstance(T, int) or T < 1:
         raise UsageError(f"timesteps must be a positive integer, not {T!r}")
@@ -114,12 +121,48 @@ def run_golden(net: IntNetwork, pixels: np.ndarray | torch.Tensor, timesteps: in
     spikes = None
     if record_spikes:
         spikes = tuple(torch.cat([p.spikes[j] for p in parts]) for j in range(len(net.layers) - 1))
-    return GoldenResult(
+    full = GoldenResult(
         potentials=torch.cat([p.potentials for p in parts]),
         spike_counts=torch.cat([p.spike_counts for p in parts]),
         predicted=torch.cat([p.predicted for p in parts]),
         timesteps=torch.cat([p.timesteps for p in parts]),
         spikes=spikes,
+    )
+    return apply_exit(full, net.exit if exit is None else exit)
+
+
+def exit_holds(potentials: torch.Tensor, rule: ExitSpec) -> torch.Tensor:
+    """Whether the exit rule holds for output potentials (..., n) : bool (...)."""
+    if rule.rule == "none":
+        return torch.zeros(potentials.shape[:-1], dtype=torch.bool)
+    top2 = potentials.topk(2, dim=-1).values
+    if rule.rule == "margin":
+        return (top2[..., 0] - top2[..., 1]) >= rule.threshold
+    d = ((top2[..., :1] - potentials) >> rule.shift).clamp_(max=EXP_TABLE_SIZE - 1)
+    total = torch.as_tensor(EXP_TABLE, dtype=torch.int64)[d].sum(dim=-1)
+    return total <= rule.threshold
+
+
+def apply_exit(full: GoldenResult, rule: ExitSpec) -> GoldenResult:
+    """Cut a full-length result at each sample's exit timestep.
+
+    Timestep ``t`` never depends on later ones, so running all ``T`` steps and
+    cutting afterwards is exactly what a hardware that stops early computes.
+    """
+    if rule.rule == "none":
+        return full
+    T = full.potentials.shape[1]
+    holds = exit_holds(full.potentials, rule)  # (B, T)
+    holds[:, -1] = True
+    steps = holds.to(torch.int64).argmax(dim=1) + 1  # first timestep where it holds
+    ran = torch.arange(1, T + 1)[None, :] <= steps[:, None]
+    at_exit = full.potentials[torch.arange(len(steps)), steps - 1]
+    return GoldenResult(
+        potentials=full.potentials,
+        spike_counts=full.spike_counts * ran[:, :, None],
+        predicted=argmax_first(at_exit),
+        timesteps=steps,
+        spikes=full.spikes,
     )
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from quickspike.errors import SpecError
-from quickspike.sw.spec import IntSpec, LayerSpec
+from quickspike.sw.spec import ExitSpec, IntSpec, LayerSpec
 
 __all__ = ["IntNetwork"]
 
@@ -28,6 +28,8 @@ class IntNetwork:
     timesteps: int = 4
     #: Free-form, JSON-serializable facts: algorithm, dataset, accuracies, ...
     meta: dict = field(default_factory=dict)
+    #: The early-exit rule (ATSNN); ``rule="none"`` runs every sample for ``timesteps``.
+    exit: ExitSpec = field(default_factory=ExitSpec)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -46,6 +48,9 @@ class IntNetwork:
             raise SpecError(f"{len(self.weights)} weight arrays for {len(self.layers)} layers")
         if isinstance(self.timesteps, bool) or not isinstance(self.timesteps, int) or not 1 <= self.timesteps <= 1024:
             raise SpecError(f"timesteps = {self.timesteps!r} must be an integer in [1, 1024]")
+        if not isinstance(self.exit, ExitSpec):
+            raise SpecError("exit must be an ExitSpec")
+        self.exit.validate(spec, self.num_classes)
         wlo, whi = spec.weight_range
         alo, ahi = spec.acc_range
         for i, (layer, w) in enumerate(zip(self.layers, self.weights)):

@@ -23,6 +23,14 @@ The arithmetic, per layer and timestep ``t`` (all integers):
 * **Output layer**: a non-spiking integrator (same leak and saturation, no fire).
   The class is the index of the largest output potential after the last timestep
   run; ties go to the lowest index.
+* **Early exit** (:class:`ExitSpec`, ATSNN): after every timestep ``t`` the output
+  potentials are checked and the sample stops at the first ``t`` where the rule
+  holds (or at ``T``); the class is then the argmax at ``t``. ``margin``: the largest
+  potential minus the second largest is ``>= threshold``. ``softmax``: with
+  ``d_j = min((v_max - v_j) >> shift, EXP_TABLE_SIZE - 1)`` and
+  ``S = Σ_j EXP_TABLE[d_j]`` (``EXP_TABLE[0] = 2**EXP_FRAC_BITS``, so
+  ``max softmax probability = EXP_TABLE[0] / S``), exit when ``S <= threshold``.
+  Both need no division; the threshold and shift are run-time registers.
 * **Initial state**: every membrane starts at its layer's ``v_init`` at the start of
   each sample.
 * **Pooling**: a convolutional layer may sum-pool its output spikes ``pool × pool``
@@ -36,6 +44,7 @@ The arithmetic, per layer and timestep ``t`` (all integers):
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -45,10 +54,21 @@ __all__ = [
     "IntSpec", "NeuronSpec", "LayerSpec",
     "sat", "leak", "signed_range", "dumps",
     "RESET_MODES", "LAYER_KINDS",
+    "ExitSpec", "EXIT_RULES", "EXP_TABLE", "EXP_TABLE_SIZE", "EXP_FRAC_BITS",
 ]
 
 RESET_MODES = ("subtract", "zero")
 LAYER_KINDS = ("dense", "conv")
+EXIT_RULES = ("none", "margin", "softmax")
+
+#: Fixed-point exp table of the softmax exit rule: ``EXP_TABLE[k] = round(2**12 · e**(-k/4))``,
+#: and 0 for the last entry (a difference that large counts as probability zero).
+EXP_FRAC_BITS = 12
+EXP_TABLE_SIZE = 32
+EXP_TABLE = tuple(
+    round((1 << EXP_FRAC_BITS) * math.exp(-k / 4)) if k < EXP_TABLE_SIZE - 1 else 0
+    for k in range(EXP_TABLE_SIZE)
+)
 
 
 def signed_range(bits: int) -> tuple[int, int]:
@@ -230,6 +250,35 @@ class LayerSpec:
             raise SpecError(f"layer is missing field {e.args[0]!r}") from None
         except TypeError:
             raise SpecError("layer shapes must be lists of integers") from None
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class ExitSpec:
+    """The early-exit rule checked after every timestep (see the module docstring)."""
+
+    rule: str = "none"
+    #: margin: minimum top-1 minus top-2 potential; softmax: maximum table sum S.
+    threshold: int = 0
+    #: softmax only: right shift applied to potential differences (the temperature).
+    shift: int = 0
+
+    def validate(self, spec: IntSpec, n_out: int, owner: str = "exit") -> None:
+        if self.rule not in EXIT_RULES:
+            raise SpecError(f"{owner}.rule = {self.rule!r}; expected one of {', '.join(EXIT_RULES)}")
+        _check_int(owner, "shift", self.shift, 0, spec.membrane_bits)
+        if self.rule == "margin":
+            _check_int(owner, "threshold", self.threshold, 0, (1 << spec.membrane_bits) - 1)
+        elif self.rule == "softmax":
+            _check_int(owner, "threshold", self.threshold, 0, n_out * EXP_TABLE[0])
+        if self.rule != "none" and n_out < 2:
+            raise SpecError(f"{owner}: an exit rule needs at least 2 outputs, the network has {n_out}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ExitSpec":
         return _from_dict(cls, data)
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import io
 import json
+import math
+import warnings
 import time
 from dataclasses import dataclass, asdict
 from pathlib import Path
@@ -52,7 +54,7 @@ class TrainOptions:
         for name in ("timesteps", "epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
-        if self.lr <= 0:
+        if not 0 < self.lr < math.inf:
             raise UsageError(f"--lr must be positive, not {self.lr}")
 
 
@@ -147,12 +149,14 @@ def load_run(run: Path) -> tuple[SNNModel, dict]:
     if not (run / "model.pt").is_file():
         raise UsageError(f"{run} is not a training run: {run / 'model.pt'} is missing")
     try:
-        blob = torch.load(run / "model.pt", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            blob = torch.load(run / "model.pt", weights_only=True)
         model = SNNModel(ModelConfig.from_dict(blob["config"]))
         model.load_state_dict(blob["state"])
         summary = json.loads((run / "train.json").read_text())
     except UsageError:
         raise
     except Exception as e:  # a damaged run directory, whatever the cause
-        raise UsageError(f"cannot read training run {run}: {type(e).__name__}: {e}".splitlines()[0]) from None
+        raise UsageError(f"cannot read training run {run}: {type(e).__name__}") from None
     return model, summary
