@@ -26,7 +26,7 @@ import numpy as np
 from quickspike.errors import BundleError, MissingBundleError, SpecError
 from quickspike.sw.files import atomic_write_bytes
 from quickspike.sw.network import IntNetwork
-from quickspike.sw.spec import ExitSpec, IntSpec, LayerSpec
+from quickspike.sw.spec import CompensationSpec, ExitSpec, IntSpec, LayerSpec
 
 __all__ = ["BUNDLE_FORMAT", "BUNDLE_VERSION", "save_bundle", "load_bundle"]
 
@@ -56,6 +56,7 @@ def save_bundle(net: IntNetwork, path: Path | str) -> Path:
             "weights": entries,
             "meta": net.meta,
             "exit": net.exit.to_dict(),
+            "compensation": net.compensation.to_dict(),
         }
         zf.writestr("manifest.json", json.dumps(manifest, indent=2, sort_keys=True))
     return atomic_write_bytes(path, buf.getvalue())
@@ -73,6 +74,7 @@ def load_bundle(path: Path | str) -> IntNetwork:
             manifest = _read_manifest(zf, path)
             spec = IntSpec.from_dict(manifest.get("spec"))
             exit_rule = ExitSpec.from_dict(manifest.get("exit", {}))
+            compensation = CompensationSpec.from_dict(manifest.get("compensation", {}))
             layers = tuple(LayerSpec.from_dict(d) for d in _list(manifest, "layers", path))
             entries = _list(manifest, "weights", path)
             if len(entries) != len(layers):
@@ -89,7 +91,7 @@ def load_bundle(path: Path | str) -> IntNetwork:
         raise BundleError(f"bundle {path}: 'meta' must be a JSON object")
     try:
         return IntNetwork(spec, layers, weights, timesteps=manifest.get("timesteps"), meta=meta,
-                          exit=exit_rule).validate()
+                          exit=exit_rule, compensation=compensation).validate()
     except SpecError as e:
         raise BundleError(f"bundle {path}: {e}") from None
 

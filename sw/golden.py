@@ -91,12 +91,15 @@ class GoldenResult:
     #: (B, T, n_hidden_layers) spikes emitted per hidden layer and timestep (zero after
     #: a sample's exit).
     spike_counts: torch.Tensor
-    #: (B,) predicted class (at the exit timestep).
+    #: (B,) predicted class (argmax of the readout at the exit timestep).
     predicted: torch.Tensor
     #: (B,) timesteps run for each sample (its exit timestep, 1-based, or T).
     timesteps: torch.Tensor
     #: With ``record_spikes``: per hidden layer, (B, T, *out_shape) bool spikes.
     spikes: tuple[torch.Tensor, ...] | None = None
+    #: (B, T, n_classes) what a readout after timestep t gives: the potentials, plus
+    #: the coding compensation when the network has it enabled.
+    readout: torch.Tensor | None = None
 
 
 def run_golden(net: IntNetwork, pixels: np.ndarray | torch.Tensor, timesteps: int | None = None,
@@ -127,6 +130,7 @@ def run_golden(net: IntNetwork, pixels: np.ndarray | torch.Tensor, timesteps: in
         predicted=torch.cat([p.predicted for p in parts]),
         timesteps=torch.cat([p.timesteps for p in parts]),
         spikes=spikes,
+        readout=torch.cat([p.readout for p in parts]),
     )
     return apply_exit(full, net.exit if exit is None else exit)
 
@@ -156,13 +160,14 @@ def apply_exit(full: GoldenResult, rule: ExitSpec) -> GoldenResult:
     holds[:, -1] = True
     steps = holds.to(torch.int64).argmax(dim=1) + 1  # first timestep where it holds
     ran = torch.arange(1, T + 1)[None, :] <= steps[:, None]
-    at_exit = full.potentials[torch.arange(len(steps)), steps - 1]
+    at_exit = full.readout[torch.arange(len(steps)), steps - 1]
     return GoldenResult(
         potentials=full.potentials,
         spike_counts=full.spike_counts * ran[:, :, None],
         predicted=argmax_first(at_exit),
         timesteps=steps,
         spikes=full.spikes,
+        readout=full.readout,
     )
 
 
@@ -172,7 +177,8 @@ def _run_batch(net: IntNetwork, weights: list[torch.Tensor], x: torch.Tensor, T:
     B = x.shape[0]
     v = [torch.full((B, *layer.out_shape), layer.neuron.v_init, dtype=torch.int64) for layer in layers]
     first_current = layer_current(layers[0], weights[0], x)  # once per sample, reused every timestep
-    potentials, counts = [], []
+    comp = net.compensation
+    potentials, readouts, counts = [], [], []
     spikes_rec: list[list[torch.Tensor]] = [[] for _ in layers[:-1]]
     for _t in range(T):
         current = first_current
@@ -189,15 +195,29 @@ def _run_batch(net: IntNetwork, weights: list[torch.Tensor], x: torch.Tensor, T:
                 spikes_rec[i].append(s)
             inputs = sum_pool(s, layer.pool) if layer.kind == "conv" else s
         potentials.append(v[-1].clone())
+        readouts.append(_readout(net, weights[-1], v, comp) if comp.enabled else potentials[-1])
         counts.append(torch.stack(step_counts, dim=1) if step_counts else torch.zeros(B, 0, dtype=torch.int64))
     pots = torch.stack(potentials, dim=1)
+    reads = torch.stack(readouts, dim=1)
     return GoldenResult(
         potentials=pots,
         spike_counts=torch.stack(counts, dim=1),
-        predicted=argmax_first(pots[:, -1]),
+        predicted=argmax_first(reads[:, -1]),
         timesteps=torch.full((B,), T, dtype=torch.int64),
         spikes=tuple(torch.stack(r, dim=1) for r in spikes_rec) if record else None,
+        readout=reads,
     )
+
+
+def _readout(net: IntNetwork, w_out: torch.Tensor, v: list[torch.Tensor], comp) -> torch.Tensor:
+    """The compensated readout ``sat(v_out + ((W_out · q) >> frac_bits))``."""
+    hidden = net.layers[-2]
+    q = comp.fraction(v[-2], hidden.neuron.threshold)
+    if hidden.kind == "conv":
+        q = sum_pool(q, hidden.pool)
+    extra = layer_current(net.layers[-1], w_out, q) >> comp.frac_bits
+    lo, hi = net.spec.membrane_range
+    return (v[-1] + extra).clamp(lo, hi)
 
 
 def argmax_first(values: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from quickspike.errors import SpecError
-from quickspike.sw.spec import ExitSpec, IntSpec, LayerSpec
+from quickspike.sw.spec import CompensationSpec, ExitSpec, IntSpec, LayerSpec
 
 __all__ = ["IntNetwork"]
 
@@ -30,6 +30,8 @@ class IntNetwork:
     meta: dict = field(default_factory=dict)
     #: The early-exit rule (ATSNN); ``rule="none"`` runs every sample for ``timesteps``.
     exit: ExitSpec = field(default_factory=ExitSpec)
+    #: IC-SNN coding compensation at readout (last hidden layer's residuals).
+    compensation: CompensationSpec = field(default_factory=CompensationSpec)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -51,6 +53,17 @@ class IntNetwork:
         if not isinstance(self.exit, ExitSpec):
             raise SpecError("exit must be an ExitSpec")
         self.exit.validate(spec, self.num_classes)
+        if not isinstance(self.compensation, CompensationSpec):
+            raise SpecError("compensation must be a CompensationSpec")
+        self.compensation.validate(spec)
+        if self.compensation.enabled:
+            if len(self.layers) < 2 or self.layers[-1].kind != "dense":
+                raise SpecError("compensation needs a hidden layer and a dense output layer")
+            worst = int(np.abs(self.weights[-1].astype(np.int64)).sum(axis=1).max(initial=0)) \
+                * self.input_multiplicity(len(self.layers) - 1) * ((1 << self.compensation.frac_bits) - 1)
+            if worst > spec.acc_range[1]:
+                raise SpecError(f"compensation: the largest readout current {worst} overflows the "
+                                f"{spec.acc_bits}-bit accumulator (max {spec.acc_range[1]})")
         wlo, whi = spec.weight_range
         alo, ahi = spec.acc_range
         for i, (layer, w) in enumerate(zip(self.layers, self.weights)):

@@ -31,6 +31,13 @@ The arithmetic, per layer and timestep ``t`` (all integers):
   ``S = Σ_j EXP_TABLE[d_j]`` (``EXP_TABLE[0] = 2**EXP_FRAC_BITS``, so
   ``max softmax probability = EXP_TABLE[0] / S``), exit when ``S <= threshold``.
   Both need no division; the threshold and shift are run-time registers.
+* **Coding compensation** (:class:`CompensationSpec`, IC-SNN): at readout the
+  residual membrane of the last hidden layer adds the fraction of a spike it holds.
+  For each of its neurons ``q = min((clamp(v, 0, threshold - 1) · mul) >> shift,
+  2**frac_bits - 1)`` (``mul ≈ 2**(frac_bits + shift) / threshold``: no divide), the
+  ``q`` go through the same pooling/flatten address map as spikes, and the readout is
+  ``sat(v_out + ((W_out · q) >> frac_bits))`` (arithmetic shift). The exit rule
+  watches the uncompensated potentials; the class is the argmax of the readout.
 * **Initial state**: every membrane starts at its layer's ``v_init`` at the start of
   each sample.
 * **Pooling**: a convolutional layer may sum-pool its output spikes ``pool × pool``
@@ -54,7 +61,7 @@ __all__ = [
     "IntSpec", "NeuronSpec", "LayerSpec",
     "sat", "leak", "signed_range", "dumps",
     "RESET_MODES", "LAYER_KINDS",
-    "ExitSpec", "EXIT_RULES", "EXP_TABLE", "EXP_TABLE_SIZE", "EXP_FRAC_BITS",
+    "ExitSpec", "EXIT_RULES", "CompensationSpec", "EXP_TABLE", "EXP_TABLE_SIZE", "EXP_FRAC_BITS",
 ]
 
 RESET_MODES = ("subtract", "zero")
@@ -279,6 +286,37 @@ class ExitSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> "ExitSpec":
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class CompensationSpec:
+    """IC-SNN coding compensation at readout (see the module docstring)."""
+
+    enabled: bool = False
+    frac_bits: int = 4
+    mul: int = 0
+    shift: int = 16
+
+    def validate(self, spec: IntSpec, owner: str = "compensation") -> None:
+        if not isinstance(self.enabled, bool):
+            raise SpecError(f"{owner}.enabled must be true or false, not {self.enabled!r}")
+        _check_int(owner, "frac_bits", self.frac_bits, 1, 8)
+        _check_int(owner, "shift", self.shift, 0, 24)
+        _check_int(owner, "mul", self.mul, 0, (1 << 24) - 1)
+
+    def fraction(self, v, threshold: int):
+        """``q`` of membrane ``v`` (int or int64 tensor) for a layer with ``threshold``."""
+        top = (1 << self.frac_bits) - 1
+        if isinstance(v, int):
+            return min((min(max(v, 0), threshold - 1) * self.mul) >> self.shift, top)
+        return ((v.clamp(0, threshold - 1) * self.mul) >> self.shift).clamp_(max=top)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "CompensationSpec":
         return _from_dict(cls, data)
 
 

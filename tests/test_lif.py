@@ -103,3 +103,23 @@ def test_two_layer_network_by_hand():
     assert r.potentials[0].tolist() == [[3, -2], [6, -4], [9, -6]]
     assert r.predicted.tolist() == [0]
     assert r.spike_counts[0, :, 0].tolist() == [1, 1, 1]
+
+
+def test_coding_compensation_by_hand():
+    """The hand-traced net of the test above, with compensation at readout."""
+    from quickspike.sw.spec import CompensationSpec
+
+    spec = IntSpec(weight_bits=4, input_bits=2, membrane_bits=8, acc_bits=12)
+    layers = (
+        LayerSpec("dense", (2,), (1,), NeuronSpec(threshold=5, leak_shift=1, reset="subtract")),
+        LayerSpec("dense", (1,), (2,), NeuronSpec(spiking=False)),
+    )
+    comp = CompensationSpec(enabled=True, frac_bits=4, mul=round(2 ** 20 / 5), shift=16)
+    net = IntNetwork(spec, layers, (np.array([[2, 1]]), np.array([[3], [-2]])), timesteps=3,
+                     compensation=comp).validate()
+    r = run_golden(net, np.array([[255, 85]], dtype=np.uint8), 3)
+    # hidden residual after t0, t1, t2: 2, 3, 4 -> q = (v * 209715) >> 16 = 6, 9, 12
+    # readout = potentials + ([3, -2] * q) >> 4 (floor): t2: [9 + 36 >> 4, -6 + (-24 >> 4)] = [11, -8]
+    assert r.potentials[0].tolist() == [[3, -2], [6, -4], [9, -6]]
+    assert r.readout[0].tolist() == [[3 + 1, -2 - 1], [6 + 1, -4 - 2], [11, -8]]
+    assert comp.fraction(4, 5) == 12 and comp.fraction(-3, 5) == 0 and comp.fraction(99, 5) == 12
