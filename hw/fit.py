@@ -11,6 +11,7 @@ from quickspike.errors import FitError
 from quickspike.hw.config import HwConfig
 from quickspike.hw.layout import network_layout
 from quickspike.sw.network import IntNetwork
+from quickspike.sw.spec import EXP_TABLE, ExitSpec
 
 __all__ = ["check_fits"]
 
@@ -20,12 +21,32 @@ def _need(what: str, have: int, limit: int, name: str) -> None:
         raise FitError(f"{what} {have} exceeds the hardware limit {name} = {limit}")
 
 
-def check_fits(net: IntNetwork, hwcfg: HwConfig, *, timesteps: int | None = None) -> None:
-    """Raise :class:`FitError` unless ``net`` (run for ``timesteps``) fits ``hwcfg``."""
+def check_fits(net: IntNetwork, hwcfg: HwConfig, *, timesteps: int | None = None,
+               exit: ExitSpec | None = None) -> None:
+    """Raise :class:`FitError` unless ``net`` (run for ``timesteps``) fits ``hwcfg``.
+
+    ``exit`` is the early-exit rule the run will use (default: the network's); an
+    invalid rule raises :class:`~quickspike.errors.SpecError`.
+    """
     if not isinstance(hwcfg, HwConfig):
         raise TypeError(f"hwcfg must be a HwConfig, not {type(hwcfg).__name__}")
     if net.spec != hwcfg.spec:
         raise FitError(f"the network's integer spec {net.spec} differs from the hardware's {hwcfg.spec}")
+    out = net.layers[-1]
+    if out.kind != "dense":
+        raise FitError(f"the output layer is a {out.kind} layer; the hardware needs a dense output layer")
+    if out.neuron.spiking:
+        raise FitError("the output layer spikes; the hardware needs non-spiking output integrators")
+    for i, layer in enumerate(net.layers[:-1]):
+        if not layer.neuron.spiking:
+            raise FitError(f"layer {i} does not spike; only the output layer may be non-spiking")
+    rule = net.exit if exit is None else exit
+    if not isinstance(rule, ExitSpec):
+        raise TypeError(f"exit must be an ExitSpec, not {type(rule).__name__}")
+    rule.validate(net.spec, out.n_out)
+    # the threshold register holds a margin (< 2**membrane_bits) or a table sum (<= n_out·EXP_TABLE[0])
+    th_limit = max((1 << net.spec.membrane_bits) - 1, hwcfg.max_outputs * EXP_TABLE[0])
+    _need("the exit threshold", rule.threshold, th_limit, "the exit threshold register's maximum")
     lay = network_layout(net, hwcfg.lanes)
     _need("the network's layer count", len(net.layers), hwcfg.max_layers, "max_layers")
     _need("the network's weight words", lay.weight_words, hwcfg.weight_words, "weight_words")

@@ -8,6 +8,7 @@ from amaranth.back import verilog
 
 from quickspike.hw import protocol as P
 from quickspike.hw.config import HwConfig
+from quickspike.hw.exit_unit import shift_bits, threshold_bits
 from quickspike.hw.top import Accelerator
 
 __all__ = ["TOP_NAME", "generate_verilog", "manifest", "manifest_json"]
@@ -38,7 +39,7 @@ def manifest(hwcfg: HwConfig, name: str = TOP_NAME) -> dict:
         },
         "memories_bits": {
             "weights": hwcfg.weight_words * L * spec.weight_bits,
-            "currents": hwcfg.neuron_words * L * spec.acc_bits,
+            "currents": hwcfg.neuron_words * (L * spec.acc_bits + 1),     # + the epoch bit
             "membranes": hwcfg.neuron_words * L * spec.membrane_bits,
             "outputs": hwcfg.out_words * L * spec.membrane_bits,
         },
@@ -49,7 +50,10 @@ def manifest(hwcfg: HwConfig, name: str = TOP_NAME) -> dict:
             "max_map": hwcfg.max_map, "max_timesteps": hwcfg.max_timesteps,
         },
         "protocol": {"weights_per_beat": P.weights_per_beat(spec),
-                     "beats_per_word": P.beats_per_word(spec, L)},
+                     "beats_per_word": P.beats_per_word(spec, L),
+                     "exit_rules": dict(P.EXIT_RULE_CODES),
+                     "exit_threshold_bits": threshold_bits(spec, hwcfg.max_outputs),
+                     "exit_shift_bits": shift_bits(spec)},
     }
 
 

@@ -10,6 +10,9 @@ array needs when it spends exactly one cycle per weight word and per neuron word
   ``(i, j)`` targets times ``ceil(K / lanes)`` words (lanes run over channels);
 * each layer-timestep's fire sweep: ``ceil(n_out / lanes)``.
 
+With an early exit only the timesteps a sample actually runs count (its exit step,
+``GoldenResult.timesteps``): spikes after the exit are never computed.
+
 The fire term follows the project's definition (``ceil(n_out / lanes)``); the
 hardware sweeps a conv layer in ``H·W·ceil(K / lanes)`` words, which is larger when
 ``K`` is not a multiple of ``lanes`` (see :func:`fire_words`).
@@ -17,11 +20,13 @@ hardware sweeps a conv layer in ``H·W·ceil(K / lanes)`` words, which is larger
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 
 from quickspike.sw.golden import encode_pixels, run_golden, sum_pool
 from quickspike.sw.network import IntNetwork
-from quickspike.sw.spec import LayerSpec
+from quickspike.sw.spec import ExitSpec, LayerSpec
 
 __all__ = ["lower_bound_cycles", "fire_words", "event_cost_map"]
 
@@ -50,18 +55,36 @@ def event_cost_map(layer: LayerSpec, lanes: int) -> np.ndarray:
 
 
 def lower_bound_cycles(net: IntNetwork, golden_spikes, pixels, lanes: int,
-                       timesteps: int | None = None) -> int:
+                       timesteps: int | None = None, *, steps: int | None = None,
+                       exit: ExitSpec | None = None) -> int:
     """The lower bound for one sample ``pixels`` (shaped like the input).
 
     ``golden_spikes``: the ``spikes`` of ``run_golden(..., record_spikes=True)`` for
     this sample (a tuple with one ``(T, *out_shape)`` or ``(1, T, *out_shape)``
     tensor per hidden layer), or ``None`` to run the golden model here.
+    ``steps``: the timesteps the sample runs (``GoldenResult.timesteps`` of the sample);
+    when ``None`` and an exit rule is in force (``exit``, default the network's), it is
+    found by running the golden model here; only the first ``steps`` timesteps count.
     """
     if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
         raise ValueError(f"lanes = {lanes!r} must be a positive integer")
     pix = np.asarray(pixels).reshape(net.input_shape)
-    if golden_spikes is None:
-        golden_spikes = run_golden(net, pix[None], timesteps, record_spikes=True).spikes
+    rule = net.exit if exit is None else exit
+    if golden_spikes is None or (steps is None and rule.rule != "none"):
+        g = run_golden(net, pix[None], timesteps, exit=rule, record_spikes=golden_spikes is None)
+        if golden_spikes is None:
+            golden_spikes = g.spikes
+        if steps is None:
+            steps = int(g.timesteps[0])
+    if steps is not None:
+        try:
+            if isinstance(steps, bool):
+                raise TypeError
+            steps = operator.index(steps.item() if hasattr(steps, "item") else steps)
+        except (TypeError, ValueError):
+            raise ValueError(f"steps = {steps!r} must be a positive integer") from None
+        if steps < 1:
+            raise ValueError(f"steps = {steps!r} must be a positive integer")
     x = encode_pixels(pix, net.spec).numpy()
     first = net.layers[0]
     total = int((event_cost_map(first, lanes).reshape(-1)[x.reshape(-1) != 0]).sum())
@@ -73,10 +96,13 @@ def lower_bound_cycles(net: IntNetwork, golden_spikes, pixels, lanes: int,
             prev = net.layers[i - 1]
             counts = sum_pool(s.double(), prev.pool) if prev.kind == "conv" else s.double()
             counts = counts.reshape(counts.shape[0], -1).numpy()  # (T, n_in)
+            if steps is not None:
+                counts = counts[:steps]
             T = counts.shape[0]
             cost = event_cost_map(layer, lanes).reshape(-1)
             total += int((counts * cost[None, :]).sum())
     if T is None:
         T = net.timesteps if timesteps is None else timesteps
+        T = T if steps is None else min(T, steps)
     total += T * sum(_ceil(layer.n_out, lanes) for layer in net.layers)
     return total

@@ -39,16 +39,33 @@ op    name       fields
 6     RUN        all pixels sent: run the timesteps and stream the results
 ===== ========== ==========================================================
 
-Registers (``a``): 0 = ``T`` (timesteps), 1 = number of layers; layer ``l``'s field
-``f`` (see :data:`LAYER_FIELDS`) at ``LAYER_BASE + l·LAYER_STRIDE + f``.
+Registers (``a``):
+
+* 0 ``REG_T``: ``T``, the timesteps a sample runs at most;
+* 1 ``REG_LAYERS``: the number of layers;
+* 2 ``REG_EXIT_RULE``: the early-exit rule, its index in ``sw.spec.EXIT_RULES``
+  (:data:`EXIT_RULE_CODES`: 0 none = fixed-T, 1 margin, 2 softmax); 0 after reset;
+* 3 ``REG_EXIT_THRESHOLD``: the rule's threshold (``ExitSpec.threshold``, unsigned);
+* 4 ``REG_EXIT_SHIFT``: the softmax shift (``ExitSpec.shift``);
+* layer ``l``'s field ``f`` (see :data:`LAYER_FIELDS`) at ``LAYER_BASE + l·LAYER_STRIDE + f``.
+
 :func:`encode_network` writes them all and the weights; configure once, then send
-:func:`encode_sample` words for each sample.
+:func:`encode_sample` words for each sample. The exit registers may be rewritten
+between samples (``encode_registers(..., exit=ExitSpec())`` or :func:`encode_exit`) to
+run the same network with another rule or threshold, or without an exit; a host that
+never writes them gets the fixed-T behaviour. Writing ``REG_LAYERS`` or a layer field
+marks the current RAM for a one-time clear, done before the next ``START`` is taken
+(``cmd.ready`` low for about as many cycles as the network has neuron words; not
+counted in ``CYCLES``).
 
 **Result word** (``OUT_WIDTH`` = 36 bits): ``tag`` = bits [35:32], ``data`` = [31:0].
-Per sample: after every timestep ``n_out`` words ``POT`` (output potential, two's
+Per sample: after every timestep run ``n_out`` words ``POT`` (output potential, two's
 complement ``membrane_bits`` sign-extended to 32 bits, neuron 0 first), then one
-``CLASS`` (ties go to the lowest index), one ``STEPS`` (timesteps run) and one
-``CYCLES`` (clock cycles from START accepted to the CYCLES word) word.
+``CLASS`` (argmax of the last timestep run; ties go to the lowest index), one
+``STEPS`` (timesteps run: ``T``, or the timestep where the exit rule first held) and
+one ``CYCLES`` (clock cycles from START accepted to the CYCLES word) word. With an exit
+rule a sample that exits at timestep ``t`` sends exactly ``t`` rows of ``POT`` words
+(:func:`quickspike.sw.golden.apply_exit` semantics).
 """
 
 from __future__ import annotations
@@ -57,12 +74,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from quickspike.sw.spec import IntSpec
+from quickspike.sw.spec import EXIT_RULES, ExitSpec, IntSpec
 
 __all__ = [
-    "IN_WIDTH", "OUT_WIDTH", "OP", "TAG", "REG_T", "REG_LAYERS", "LAYER_BASE", "LAYER_STRIDE",
+    "IN_WIDTH", "OUT_WIDTH", "OP", "TAG", "REG_T", "REG_LAYERS", "REG_EXIT_RULE",
+    "REG_EXIT_THRESHOLD", "REG_EXIT_SHIFT", "EXIT_RULE_CODES", "LAYER_BASE", "LAYER_STRIDE",
     "LAYER_FIELDS", "weights_per_beat", "beats_per_word", "in_width", "out_width",
-    "cmd", "encode_network", "encode_sample", "encode_registers", "encode_weights",
+    "cmd", "encode_network", "encode_sample", "encode_registers", "encode_exit", "encode_weights",
     "SampleResult", "decode_results", "decode_all",
 ]
 
@@ -76,6 +94,11 @@ TAG = {"POT": 1, "CLASS": 2, "STEPS": 3, "CYCLES": 4}
 
 REG_T = 0
 REG_LAYERS = 1
+REG_EXIT_RULE = 2
+REG_EXIT_THRESHOLD = 3
+REG_EXIT_SHIFT = 4
+#: ``REG_EXIT_RULE`` values.
+EXIT_RULE_CODES = {name: i for i, name in enumerate(EXIT_RULES)}
 LAYER_BASE = 0x100
 LAYER_STRIDE = 0x20
 #: Per-layer register fields, in address order (see ``layout.LayerLayout``).
@@ -113,12 +136,31 @@ def cmd(op: str, a: int = 0, b: int = 0) -> int:
     return (OP[op] << _OP_SHIFT) | (a << _A_SHIFT) | (int(b) & ((1 << _B_BITS) - 1))
 
 
-def encode_registers(net, hwcfg, timesteps: int | None = None) -> list[int]:
-    """REG words for ``T``, the layer count and every layer field."""
+def encode_exit(rule: ExitSpec) -> list[int]:
+    """REG words that set the early-exit rule (``ExitSpec()``: none, fixed-T)."""
+    if not isinstance(rule, ExitSpec):
+        raise TypeError(f"exit must be an ExitSpec, not {type(rule).__name__}")
+    if rule.rule not in EXIT_RULE_CODES:
+        raise ValueError(f"unknown exit rule {rule.rule!r}; expected one of {', '.join(EXIT_RULES)}")
+    for name in ("threshold", "shift"):
+        value = getattr(rule, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << _B_BITS:
+            raise ValueError(f"exit {name} = {value!r} must be a non-negative integer")
+    return [cmd("REG", REG_EXIT_RULE, EXIT_RULE_CODES[rule.rule]),
+            cmd("REG", REG_EXIT_THRESHOLD, rule.threshold),
+            cmd("REG", REG_EXIT_SHIFT, rule.shift)]
+
+
+def encode_registers(net, hwcfg, timesteps: int | None = None, *, exit: ExitSpec | None = None) -> list[int]:
+    """REG words for ``T``, the layer count, the exit rule and every layer field.
+
+    ``exit`` overrides the network's rule (``ExitSpec()`` runs every sample for ``T``).
+    """
     from quickspike.hw.layout import network_layout
     lay = network_layout(net, hwcfg.lanes)
     T = net.timesteps if timesteps is None else timesteps
     out = [cmd("REG", REG_T, T), cmd("REG", REG_LAYERS, len(net.layers))]
+    out += encode_exit(net.exit if exit is None else exit)
     for li, ll in enumerate(lay.layers):
         for f, name in enumerate(LAYER_FIELDS):
             out.append(cmd("REG", LAYER_BASE + li * LAYER_STRIDE + f, getattr(ll, name)))
@@ -149,14 +191,17 @@ def encode_weights(net, hwcfg) -> list[int]:
     return out
 
 
-def encode_network(net, hwcfg, timesteps: int | None = None) -> list[int]:
+def encode_network(net, hwcfg, timesteps: int | None = None, *, exit: ExitSpec | None = None) -> list[int]:
     """All words that configure the accelerator for ``net`` (registers, then weights).
 
-    Raises :class:`quickspike.errors.FitError` when ``net`` does not fit ``hwcfg``.
+    ``exit`` overrides the network's early-exit rule (``ExitSpec()``: fixed-T, as a
+    host's ``--no-exit`` would ask). Raises :class:`quickspike.errors.FitError` when
+    ``net`` does not fit ``hwcfg`` (:class:`~quickspike.errors.SpecError` for an
+    invalid ``exit``).
     """
     from quickspike.hw.fit import check_fits
-    check_fits(net, hwcfg, timesteps=timesteps)
-    return encode_registers(net, hwcfg, timesteps) + encode_weights(net, hwcfg)
+    check_fits(net, hwcfg, timesteps=timesteps, exit=exit)
+    return encode_registers(net, hwcfg, timesteps, exit=exit) + encode_weights(net, hwcfg)
 
 
 def encode_sample(pixels, spec: IntSpec, shape: tuple[int, int, int] | None = None) -> list[int]:
@@ -192,7 +237,7 @@ def encode_sample(pixels, spec: IntSpec, shape: tuple[int, int, int] | None = No
 class SampleResult:
     """What the accelerator reports for one sample."""
 
-    #: ``[T][n_out]`` output potentials after every timestep.
+    #: ``[steps][n_out]`` output potentials after every timestep run.
     potentials: list[list[int]]
     predicted: int
     timesteps: int

@@ -6,10 +6,10 @@ run time; the generation-time parameters are a :class:`~quickspike.hw.config.HwC
 
 Datapath (``L`` = lanes; all RAMs are ``lib.memory`` with registered read ports):
 
-* **Weight RAM** ``weight_words × (L·weight_bits)``, **current RAM** and **membrane
-  RAM** ``neuron_words × (L·acc_bits / L·membrane_bits)`` sharing addresses, an
-  **event buffer** ``event_words × (mask, g, yp, xp, sp)`` and a small **output
-  buffer** for the output layer's potentials.
+* **Weight RAM** ``weight_words × (L·weight_bits)``, **current RAM** ``neuron_words ×
+  (L·acc_bits + 1)`` and **membrane RAM** ``neuron_words × L·membrane_bits`` sharing
+  addresses, an **event buffer** ``event_words × (mask, g, yp, xp, sp)`` and a small
+  **output buffer** for the output layer's potentials.
 * **Event pipeline** (accumulate phase): an event source (pixels from the command
   stream during a sample's load, multiplied by their value; or the event-buffer
   expander, one set mask bit per cycle) → two registered address stages (index and
@@ -21,35 +21,61 @@ Datapath (``L`` = lanes; all RAMs are ``lib.memory`` with registered read ports)
   by the event's value (S2) → add and write (S3); the three writes that a read may
   miss are forwarded from a 3-deep history, so back-to-back events on the same word
   never stall.
+* **Current RAM epoch**: every current word carries one extra bit, the parity of the
+  sample that wrote it (``epoch`` flips at each START); a word of another parity
+  reads as 0. So a sample that exits early (leaving the first layer's static current
+  and the partial currents of a speculative timestep behind) needs no clearing sweep.
+  Every word of the network is written at timestep 0 of every sample, which keeps the
+  parity unambiguous; a change of layout (``REG_LAYERS`` or a layer field written)
+  clears the network's words once, before the next START is taken (not counted in
+  CYCLES).
 * **Fire phase** per layer-timestep: a 5-stage sweep over the layer's words:
   read (F0) → registered v and I, ``v_init`` replacing v at timestep 0 (F1) → leak
-  with a run-time shift (F2) → saturating add (F3) → threshold, reset, write back,
-  clear the current (the first layer's static current is kept until the last
-  timestep) and write one event entry per word with a spike (F4). A conv layer's
+  with a run-time shift (F2) → saturating add, and the current cleared (F3; the first
+  layer's static current is written back until the last timestep) → threshold,
+  reset, write back and write one event entry per word with a spike (F4). A conv layer's
   sweep keeps its coordinates and pooled coordinates in counters, so pooling and
   flattening are address maps on the entries (rows/cols past whole pool windows are
   dropped there).
-* **Output streamer**: the output layer's F4 writes the output buffer; the streamer
-  serializes it (one potential per cycle, sequential argmax, ties to the lowest
-  index) while the next timestep already runs; after the last timestep it sends the
-  class, the timestep count and the cycle count.
-* **Timestep controller**: fixed-T mode (``T`` is a run-time register). Layer-major
-  within a timestep: fire layer 0 (static current) → accumulate layer 1 from its
-  events → fire layer 1 → … → fire the output layer. The per-layer fields are read
-  through one registered copy (``cur_*``) of the selected layer, loaded in a one-cycle
-  setup state, so no wide register-file mux sits on a datapath.
+* **Output streamer and exit unit** (:class:`~quickspike.hw.exit_unit.ExitUnit`): the
+  output layer's F4 writes the output buffer; the streamer serializes it (one
+  potential per cycle, the read port prefetching the next word, so a pass costs
+  ``n_out`` cycles plus one) while the next timestep already runs. The exit unit
+  watches the ``POT`` words as they leave: argmax (ties to the lowest index) and, for
+  ``margin``, top-1/top-2; for ``softmax`` the streamer sends the potentials through it
+  a second time (``n_out`` cycles, no result words). After the last timestep it sends
+  the class, the timestep count and the cycle count.
+* **Timestep controller**: fixed-T (``REG_EXIT_RULE`` = 0) or adaptive (ATSNN) mode;
+  ``T`` is a run-time register. Layer-major within a timestep: fire layer 0 (static
+  current) → accumulate layer 1 from its events → fire layer 1 → … → fire the output
+  layer. The per-layer fields are read through one registered copy (``cur_*``) of the
+  selected layer, loaded in a one-cycle setup state, so no wide register-file mux
+  sits on a datapath.
+* **Adaptive mode**: after the output potentials of timestep ``t`` are out, the
+  controller does not wait for the exit decision: it starts timestep ``t + 1``
+  speculatively (it only waits, as in fixed-T mode, before it would overwrite the
+  output buffer). When the rule holds (``t < T``) the streamer sends CLASS (argmax at
+  ``t``), STEPS = ``t`` and CYCLES, and the controller drops the speculative work in
+  flight (pipeline valid bits cleared; its writes are harmless, see the epoch bit).
+  The check therefore costs nothing while a timestep takes longer than the streamer
+  (``n_out + 3`` cycles for margin, ``2·n_out + 5`` for softmax, counted from the end
+  of the output layer's fire sweep); at the exit timestep that is the latency before
+  CLASS. At ``t == T`` no decision is needed. With the rule ``none`` the mode is
+  exactly fixed-T.
 
 Costs beyond the lower bound (:mod:`quickspike.hw.perf`): about 15 cycles per hidden
 layer-timestep (setup and pipeline drains: 1 + 4 for a fire phase, 1 + ~9 for an
 accumulate phase), a conv layer's fire sweep of ``H·W·ceil(K/L)`` words instead of
-``ceil(K·H·W/L)``, and the output streamer (``n_out`` cycles) when a timestep is
-shorter than it. On a 784-128-10 network with 8 lanes this measured 1.02-1.05x the
+``ceil(K·H·W/L)``, the output streamer (``n_out + 1`` cycles, or the exit check above)
+when a timestep is shorter than it, and with an exit the decision latency at the
+exit timestep. On a 784-128-10 network with 8 lanes this measured 1.02-1.05x the
 bound; on tiny test networks the fixed overhead dominates.
 
 During a sample (after START) the command stream only carries PIXEL words (taken at
 the accumulate rate: ``cmd.ready`` low while the event pipeline is full) and RUN;
 other words are consumed and ignored. START is not taken until the previous sample's
-CYCLES word has gone out.
+CYCLES word has gone out (nor, after a layout change, until the one-time clear is
+done). The exit registers take effect at the next sample.
 """
 
 from __future__ import annotations
@@ -60,6 +86,7 @@ from amaranth.lib.wiring import In, Out
 
 from quickspike.hw import protocol as P
 from quickspike.hw.config import HwConfig, bits_for
+from quickspike.hw.exit_unit import ExitUnit, shift_bits, threshold_bits
 
 __all__ = ["Accelerator"]
 
@@ -110,6 +137,9 @@ class Accelerator(wiring.Component):
                 for name, shape in field_shapes.items()}
         reg_T = Signal(cfg.step_bits)
         reg_nl = Signal(bits_for(cfg.max_layers))
+        reg_exit_rule = Signal(2)
+        reg_exit_th = Signal(threshold_bits(spec, cfg.max_outputs))
+        reg_exit_shift = Signal(shift_bits(spec))
         layer = Signal(cfg.layer_bits)           # the layer the controller works on
         cur = {name: Signal(shape, name=f"cur_{name}") for name, shape in field_shapes.items()}
         for name in field_shapes:
@@ -120,7 +150,9 @@ class Accelerator(wiring.Component):
 
         # ---------------------------------------------------------------- memories
         m.submodules.wmem = wmem = memory.Memory(shape=unsigned(L * WB), depth=cfg.weight_words, init=[])
-        m.submodules.amem = amem = memory.Memory(shape=unsigned(L * AB), depth=cfg.neuron_words, init=[])
+        # the current RAM carries one epoch bit per word: a word written in an earlier
+        # sample reads as 0, so a sample that exits early needs no clearing sweep
+        m.submodules.amem = amem = memory.Memory(shape=unsigned(L * AB + 1), depth=cfg.neuron_words, init=[])
         m.submodules.vmem = vmem = memory.Memory(shape=unsigned(L * MB), depth=cfg.neuron_words, init=[])
         ev_layout = data.StructLayout({
             "mask": L, "g": NCNT, "yp": MAPB, "xp": MAPB, "sp": 2 * MAPB})
@@ -131,6 +163,11 @@ class Accelerator(wiring.Component):
         v_rd, v_wr = vmem.read_port(), vmem.write_port()
         e_rd, e_wr = emem.read_port(), emem.write_port()
         o_rd, o_wr = omem.read_port(), omem.write_port()
+        epoch = Signal()
+        a_rd_data = Signal(L * AB)          # the current as read: 0 unless written this sample
+        m.d.comb += a_rd_data.eq(Mux(a_rd.data[L * AB] == epoch, a_rd.data[:L * AB], 0))
+        a_wr_data = Signal(L * AB)
+        m.d.comb += a_wr.data.eq(Cat(a_wr_data, epoch))
 
         # ---------------------------------------------------------------- command decode
         p = self.cmd.payload
@@ -292,7 +329,7 @@ class Accelerator(wiring.Component):
         with m.If(acc_phase):
             m.d.comb += [w_rd.addr.eq(be_wa), a_rd.addr.eq(be_na)]
         m.d.sync += [s2_valid.eq(s1_valid), s2_na.eq(s1_na), s2_m.eq(s1_m),
-                     s2_w.eq(w_rd.data), s2_a.eq(a_rd.data)]
+                     s2_w.eq(w_rd.data), s2_a.eq(a_rd_data)]
         mult = Cat(s2_m, Const(0, 1)).as_signed()
         prods = [_lane(s2_w, i, WB) * mult for i in range(L)]
         m.d.sync += [s3_valid.eq(s2_valid), s3_na.eq(s2_na), s3_a.eq(s2_a)]
@@ -408,7 +445,7 @@ class Accelerator(wiring.Component):
         # F1 -> F2: registered memory outputs, v_init at timestep 0
         vinit_word = Cat(*[cur["v_init"] for _ in range(L)])
         m.d.sync += [f2.eq(f1), f2_addr.eq(f1_addr),
-                     f2_v.eq(Mux(first_step, vinit_word, v_rd.data)), f2_i.eq(a_rd.data)]
+                     f2_v.eq(Mux(first_step, vinit_word, v_rd.data)), f2_i.eq(a_rd_data)]
         # F2 -> F3: leak
         sh = cur["leak_shift"]
         leaked = []
@@ -449,67 +486,106 @@ class Accelerator(wiring.Component):
         f_busy = Signal()
         m.d.comb += f_busy.eq(f_go | f1.valid | f2.valid | f3.valid | f4.valid)
 
-        # current RAM write port: RMW S3 or fire-phase clear
-        with m.If(acc_phase):
-            m.d.comb += [a_wr.addr.eq(s3_na), a_wr.data.eq(s3_sum), a_wr.en.eq(s3_valid)]
+        # current RAM write port: one-time clear, RMW S3, or the fire phase's F3 (clear
+        # the current; the first layer's static current is written back, so every word
+        # of the network carries this sample's epoch after timestep 0)
+        clearing = Signal()
+        clr_k = Signal(NCNT)
+        with m.If(clearing):
+            m.d.comb += [a_wr.addr.eq(clr_k), a_wr_data.eq(0), a_wr.en.eq(1)]
+        with m.Elif(acc_phase):
+            m.d.comb += [a_wr.addr.eq(s3_na), a_wr_data.eq(s3_sum), a_wr.en.eq(s3_valid)]
         with m.Else():
-            m.d.comb += [a_wr.addr.eq(f4_addr), a_wr.data.eq(0), a_wr.en.eq(f4.valid & ~keep_cur)]
+            m.d.comb += [a_wr.addr.eq(f3_addr), a_wr_data.eq(Mux(keep_cur, f3_i, 0)), a_wr.en.eq(f3.valid)]
 
-        # ---------------------------------------------------------------- output streamer
+        # ---------------------------------------------------------------- output streamer + exit unit
+        m.submodules.exit_unit = xu = ExitUnit(spec, cfg.max_outputs)
+        m.d.comb += [xu.rule.eq(reg_exit_rule), xu.threshold.eq(reg_exit_th), xu.shift.eq(reg_exit_shift)]
         st_start = Signal()
         st_final = Signal()
         st_busy = Signal()
+        abort = Signal()            # the exit rule held: end the sample now
         st_rw = Signal(NCNT)
         st_last = Signal(bits_for(L))
-        st_wi = Signal(NCNT)
+        st_wi = Signal(NCNT)        # word in st_sr
+        st_nxt = Signal(NCNT)       # word the output-buffer read port presents next
+        st_nxt_d = Signal(NCNT)
         st_lane = Signal(bits_for(L))
-        st_n = Signal(16)
         st_sr = Signal(L * MB)
-        best_v = Signal(signed(MB))
-        best_i = Signal(16)
+        st_step = Signal(cfg.step_bits)
         res_tag = Signal(4)
         res_data = Signal(32)
-        m.d.comb += [self.res.payload.eq(Cat(res_data, res_tag)), o_rd.addr.eq(st_wi)]
+        m.d.comb += [self.res.payload.eq(Cat(res_data, res_tag)), o_rd.addr.eq(st_nxt_d),
+                     st_nxt_d.eq(st_nxt)]
+        m.d.sync += st_nxt.eq(st_nxt_d)
+        st_v = st_sr[:MB].as_signed()
+        st_lastw = Signal()
+        st_endw = Signal()
+        st_lastv = Signal()
+        m.d.comb += [st_lastw.eq(st_wi == st_rw - 1),
+                     st_endw.eq(Mux(st_lastw, st_lane + 1 == st_last, st_lane + 1 == L)),
+                     st_lastv.eq(st_lastw & st_endw),
+                     xu.value.eq(st_v), xu.last.eq(st_lastv)]
+
+        def st_load():
+            # the read port has presented word st_nxt since the last load: take it and
+            # prefetch the next one (wrapping to word 0 for a second pass)
+            m.d.sync += [st_sr.eq(o_rd.data), st_wi.eq(st_nxt), st_lane.eq(0)]
+            m.d.comb += st_nxt_d.eq(Mux(st_nxt + 1 == st_rw, 0, st_nxt + 1))
+
+        def st_advance():
+            with m.If(st_endw):
+                with m.If(~st_lastw):
+                    st_load()
+            with m.Else():
+                m.d.sync += [st_sr.eq(st_sr >> MB), st_lane.eq(st_lane + 1)]
+
         with m.FSM(name="streamer"):
             with m.State("IDLE"):
+                m.d.comb += st_nxt_d.eq(0)
                 with m.If(st_start):
-                    m.d.sync += [st_wi.eq(0), st_n.eq(0), st_rw.eq(cur["row_words"]),
-                                 st_last.eq(cur["last_lanes"])]
-                    m.next = "READ"
-            with m.State("READ"):
+                    m.d.comb += xu.clear.eq(1)
+                    m.d.sync += [st_rw.eq(cur["row_words"]), st_last.eq(cur["last_lanes"]), st_step.eq(t + 1)]
+                    m.next = "LOAD"
+            with m.State("LOAD"):
                 m.d.comb += st_busy.eq(1)
-                m.next = "LATCH"
-            with m.State("LATCH"):
-                m.d.comb += st_busy.eq(1)
-                m.d.sync += [st_sr.eq(o_rd.data), st_lane.eq(0)]
+                st_load()
                 m.next = "EMIT"
-            with m.State("EMIT"):
-                m.d.comb += st_busy.eq(1)
-                v = st_sr[:MB].as_signed()
-                m.d.comb += [self.res.valid.eq(1), res_tag.eq(P.TAG["POT"]), res_data.eq(v)]
+            with m.State("EMIT"):           # pass 1: POT words, argmax and top-2 on the way
+                m.d.comb += [st_busy.eq(1), self.res.valid.eq(1), res_tag.eq(P.TAG["POT"]), res_data.eq(st_v)]
                 with m.If(self.res.ready):
-                    m.d.sync += [st_sr.eq(st_sr >> MB), st_lane.eq(st_lane + 1), st_n.eq(st_n + 1)]
-                    with m.If((st_n == 0) | (v > best_v)):
-                        m.d.sync += [best_v.eq(v), best_i.eq(st_n)]
-                    end_word = Mux(st_wi == st_rw - 1, st_lane + 1 == st_last, st_lane + 1 == L)
-                    with m.If(end_word):
-                        with m.If(st_wi == st_rw - 1):
-                            m.next = "TAIL"
+                    m.d.comb += xu.p1_valid.eq(1)
+                    st_advance()
+                    with m.If(st_lastv):
+                        with m.If(st_final):
+                            m.next = "CLASS"
+                        with m.Elif(reg_exit_rule == P.EXIT_RULE_CODES["none"]):
+                            m.next = "IDLE"
+                        with m.Elif(reg_exit_rule == P.EXIT_RULE_CODES["softmax"]):
+                            st_load()       # word 0 again
+                            m.next = "PASS2"
                         with m.Else():
-                            m.d.sync += st_wi.eq(st_wi + 1)
-                            m.next = "READ"
-            with m.State("TAIL"):
+                            m.next = "WAIT"
+            with m.State("PASS2"):          # softmax: the potentials again, one per cycle
+                m.d.comb += [st_busy.eq(1), xu.p2_valid.eq(1)]
+                st_advance()
+                with m.If(st_lastv):
+                    m.next = "WAIT"
+            with m.State("WAIT"):
                 m.d.comb += st_busy.eq(1)
-                with m.If(st_final):
-                    m.next = "CLASS"
-                with m.Else():
-                    m.next = "IDLE"
+                with m.If(xu.done):
+                    with m.If(xu.holds):
+                        m.d.comb += abort.eq(1)
+                        m.next = "CLASS"
+                    with m.Else():
+                        m.next = "IDLE"
             with m.State("CLASS"):
-                m.d.comb += [st_busy.eq(1), self.res.valid.eq(1), res_tag.eq(P.TAG["CLASS"]), res_data.eq(best_i)]
+                m.d.comb += [st_busy.eq(1), self.res.valid.eq(1), res_tag.eq(P.TAG["CLASS"]),
+                             res_data.eq(xu.best_index)]
                 with m.If(self.res.ready):
                     m.next = "STEPS"
             with m.State("STEPS"):
-                m.d.comb += [st_busy.eq(1), self.res.valid.eq(1), res_tag.eq(P.TAG["STEPS"]), res_data.eq(reg_T)]
+                m.d.comb += [st_busy.eq(1), self.res.valid.eq(1), res_tag.eq(P.TAG["STEPS"]), res_data.eq(st_step)]
                 with m.If(self.res.ready):
                     m.next = "CYCLES"
             with m.State("CYCLES"):
@@ -523,6 +599,7 @@ class Accelerator(wiring.Component):
             m.d.sync += [f_k.eq(0), f_done.eq(0), c_g.eq(0), c_x.eq(0), c_y.eq(0), c_xs.eq(0),
                          c_xp.eq(0), c_ys.eq(0), c_yp.eq(0), c_rowp.eq(0)]
 
+        dirty = Signal(init=1)      # the layout changed: clear the current RAM before START
         with m.FSM(name="ctrl"):
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
@@ -533,6 +610,14 @@ class Accelerator(wiring.Component):
                                 m.d.sync += reg_T.eq(fb)
                             with m.If(fa == P.REG_LAYERS):
                                 m.d.sync += reg_nl.eq(fb)
+                            with m.If(fa == P.REG_EXIT_RULE):
+                                m.d.sync += reg_exit_rule.eq(fb)
+                            with m.If(fa == P.REG_EXIT_THRESHOLD):
+                                m.d.sync += reg_exit_th.eq(fb)
+                            with m.If(fa == P.REG_EXIT_SHIFT):
+                                m.d.sync += reg_exit_shift.eq(fb)
+                            with m.If((fa == P.REG_LAYERS) | (fa >= P.LAYER_BASE)):
+                                m.d.sync += dirty.eq(1)
                             for li in range(cfg.max_layers):
                                 for f, name in enumerate(P.LAYER_FIELDS):
                                     with m.If(fa == P.LAYER_BASE + li * P.LAYER_STRIDE + f):
@@ -547,8 +632,25 @@ class Accelerator(wiring.Component):
                             with m.Else():
                                 m.d.sync += wbeat.eq(wbeat + 1)
                         with m.Case(P.OP["START"]):
-                            m.d.sync += [cycles.eq(0), counting.eq(1), layer.eq(0), t.eq(0)]
-                            m.next = "PIX_SETUP"
+                            with m.If(dirty):
+                                m.d.comb += self.cmd.ready.eq(0)
+                                m.d.sync += [layer.eq(reg_nl - 1), clr_k.eq(0)]
+                                m.next = "CLR_SETUP"
+                            with m.Else():
+                                m.d.sync += [cycles.eq(0), counting.eq(1), layer.eq(0), t.eq(0),
+                                             epoch.eq(~epoch)]
+                                m.next = "PIX_SETUP"
+            with m.State("CLR_SETUP"):      # cur <= the last layer: its end is the network's end
+                m.d.comb += self.busy.eq(1)
+                m.next = "CLEAR"
+            with m.State("CLEAR"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(clr_k < cur["sbase"] + cur["out_words"]):
+                    m.d.comb += clearing.eq(1)
+                    m.d.sync += clr_k.eq(clr_k + 1)
+                with m.Else():
+                    m.d.sync += dirty.eq(0)
+                    m.next = "IDLE"
             with m.State("PIX_SETUP"):      # cur <= layer 0
                 m.d.comb += self.busy.eq(1)
                 m.next = "PIXELS"
@@ -574,6 +676,8 @@ class Accelerator(wiring.Component):
                 m.d.sync += ev_wr_ptr.eq(0)
                 with m.If(~is_last_layer | ~st_busy):
                     m.next = "FIRE"
+                with m.If(abort):
+                    m.next = "FINISH"
             with m.State("FIRE"):
                 m.d.comb += [self.busy.eq(1), f_go.eq(~f_done)]
                 with m.If(~f_busy & f_done):
@@ -588,17 +692,32 @@ class Accelerator(wiring.Component):
                     with m.Else():
                         m.d.sync += [layer.eq(layer + 1), ev_count.eq(ev_wr_ptr), eptr.eq(0), ent_valid.eq(0)]
                         m.next = "A_SETUP"
+                with m.If(abort):
+                    m.next = "FINISH"
             with m.State("A_SETUP"):        # cur <= layer; event RAM read of entry 0
                 m.d.comb += [self.busy.eq(1), acc_phase.eq(1)]
                 m.next = "ACC"
+                with m.If(abort):
+                    m.next = "FINISH"
             with m.State("ACC"):
                 m.d.comb += [self.busy.eq(1), acc_phase.eq(1), expand.eq(1)]
                 with m.If(~pipe_busy & ~ent_valid & ~can_load):
                     m.next = "F_SETUP"
+                with m.If(abort):
+                    m.next = "FINISH"
             with m.State("FINISH"):
                 m.d.comb += self.busy.eq(1)
-                with m.If(~counting):
+                with m.If(~counting & ~pipe_busy & ~f_busy):
                     m.next = "IDLE"
+
+        # Early exit while the next timestep already runs (speculatively): drop the work
+        # in flight. Its writes are harmless: membranes restart from v_init, the event
+        # buffer from its pointer, and currents written this sample read as 0 in the next.
+        with m.If(abort):
+            m.d.sync += [ev_valid.eq(0), g1_valid.eq(0), g2_valid.eq(0), g3_valid.eq(0), be_valid.eq(0),
+                         s1_valid.eq(0), s2_valid.eq(0), s3_valid.eq(0), ent_valid.eq(0), f_done.eq(1),
+                         f1.valid.eq(0), f2.valid.eq(0), f3.valid.eq(0), f4.valid.eq(0)]
+            m.d.sync += [h[0].eq(0) for h in hist]
         return m
 
 

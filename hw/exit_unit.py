@@ -1,0 +1,135 @@
+"""The early-exit unit (ATSNN): :class:`ExitUnit`.
+
+After every timestep the output streamer feeds the output layer's potentials through
+this unit, one per cycle, in neuron order; the unit decides whether the exit rule of
+:class:`quickspike.sw.spec.ExitSpec` holds, exactly as
+:func:`quickspike.sw.golden.exit_holds` does, and tracks the class (argmax, ties to
+the lowest index) on the way.
+
+* **Pass 1** (``p1_valid``: the potentials as their ``POT`` words leave): sequential
+  top-1 / top-2 tracking with two comparators (no comparator tree). ``v > top1``
+  moves top-1 down to top-2; otherwise ``v > top2`` replaces top-2, so a value equal
+  to top-1 becomes top-2 (a tie gives margin 0, as ``topk`` does). top-2 starts at
+  the most negative membrane value, which is exact for ``n_out >= 2``.
+  ``margin`` decides one cycle after the last value: ``top1 - top2 >= threshold``.
+* **Pass 2** (``p2_valid``: ``softmax`` only, the same potentials again, once ``v_max
+  = top1`` is known): a 3-stage pipeline ``diff = v_max - v`` → ``d = min(diff >>
+  shift, EXP_TABLE_SIZE - 1)`` and a read of the exp ROM (built from
+  :data:`quickspike.sw.spec.EXP_TABLE`) → ``S += EXP_TABLE[d]``; three cycles after
+  the last value ``done`` rises with ``holds = S <= threshold``.
+
+``rule``, ``threshold`` and ``shift`` are run-time registers of the accelerator
+(:data:`quickspike.hw.protocol.REG_EXIT_RULE` ..); ``rule`` is the index in
+:data:`quickspike.sw.spec.EXIT_RULES` (0 none, 1 margin, 2 softmax). ``clear`` starts
+a new timestep (it takes priority over the value inputs). With rule ``none`` the unit
+still tracks the class and reports ``done`` with ``holds = 0`` after pass 1.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from quickspike.hw.config import bits_for
+from quickspike.hw.protocol import EXIT_RULE_CODES as RULE_CODES
+from quickspike.sw.spec import EXP_TABLE, EXP_TABLE_SIZE, IntSpec
+
+__all__ = ["ExitUnit", "RULE_CODES", "threshold_bits", "shift_bits"]
+
+def threshold_bits(spec: IntSpec, max_outputs: int) -> int:
+    """Width of the threshold register: a margin (``< 2**membrane_bits``) or a table sum."""
+    return max(spec.membrane_bits, bits_for(max_outputs * EXP_TABLE[0]))
+
+
+def shift_bits(spec: IntSpec) -> int:
+    """Width of the softmax shift register (``0 .. membrane_bits``)."""
+    return bits_for(spec.membrane_bits)
+
+
+class ExitUnit(wiring.Component):
+    """Exit decision and argmax over one timestep's output potentials.
+
+    Ports (all synchronous to ``sync``):
+
+    ``rule`` (In 2), ``threshold`` (In :func:`threshold_bits`), ``shift`` (In
+    :func:`shift_bits`): the run-time rule. ``clear`` (In 1): forget the last
+    timestep. ``value`` (In ``signed(membrane_bits)``), ``p1_valid`` / ``p2_valid``
+    (In 1): a potential of pass 1 / pass 2 this cycle; ``last`` (In 1): it is the last
+    one of its pass. ``best_index`` (Out): argmax of pass 1 so far. ``done`` (Out 1):
+    the decision is ready (until ``clear``); ``holds`` (Out 1): the rule holds.
+    """
+
+    def __init__(self, spec: IntSpec, max_outputs: int):
+        if not isinstance(spec, IntSpec) or isinstance(max_outputs, bool) or \
+                not isinstance(max_outputs, int) or max_outputs < 1:
+            self._MustUse__used = True      # a refused instance is not an unused design
+            if not isinstance(spec, IntSpec):
+                raise TypeError(f"spec must be an IntSpec, not {type(spec).__name__}")
+            raise ValueError(f"max_outputs = {max_outputs!r} must be a positive integer")
+        self.spec = spec
+        self.max_outputs = max_outputs
+        super().__init__({
+            "rule": In(2),
+            "threshold": In(threshold_bits(spec, max_outputs)),
+            "shift": In(shift_bits(spec)),
+            "clear": In(1),
+            "value": In(signed(spec.membrane_bits)),
+            "p1_valid": In(1),
+            "p2_valid": In(1),
+            "last": In(1),
+            "best_index": Out(bits_for(max_outputs - 1)),
+            "done": Out(1),
+            "holds": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        MB = self.spec.membrane_bits
+        mlo, _ = self.spec.membrane_range
+        v = self.value
+
+        # ---- pass 1: top-1 / top-2 / argmax, one value per cycle
+        top1 = Signal(signed(MB))
+        top2 = Signal(signed(MB))
+        count = Signal(bits_for(self.max_outputs))
+        fresh = Signal(init=1)
+        m_pend = Signal()
+        with m.If(self.p1_valid):
+            m.d.sync += [count.eq(count + 1), fresh.eq(0), m_pend.eq(self.last)]
+            with m.If(fresh | (v > top1)):
+                m.d.sync += [top1.eq(v), top2.eq(Mux(fresh, mlo, top1)), self.best_index.eq(count)]
+            with m.Elif(v > top2):
+                m.d.sync += top2.eq(v)
+        with m.Else():
+            m.d.sync += m_pend.eq(0)
+        with m.If(m_pend & (self.rule != RULE_CODES["softmax"])):
+            margin = Signal(unsigned(MB))
+            m.d.comb += margin.eq(top1 - top2)          # 0 .. 2**MB - 1
+            m.d.sync += [self.done.eq(1),
+                         self.holds.eq((self.rule == RULE_CODES["margin"]) & (margin >= self.threshold))]
+
+        # ---- pass 2: S = sum EXP_TABLE[min((v_max - v) >> shift, N - 1)]
+        m.submodules.rom = rom = memory.Memory(
+            shape=unsigned(bits_for(max(EXP_TABLE))), depth=EXP_TABLE_SIZE, init=EXP_TABLE)
+        rd = rom.read_port()
+        top = EXP_TABLE_SIZE - 1
+        a_valid, a_last, a_diff = Signal(), Signal(), Signal(unsigned(MB))
+        b_valid, b_last = Signal(), Signal()
+        c_last = Signal()
+        total = Signal(bits_for(self.max_outputs * EXP_TABLE[0]))
+        m.d.sync += [a_valid.eq(self.p2_valid), a_last.eq(self.last), a_diff.eq(top1 - v)]
+        shifted = Signal(unsigned(MB))
+        m.d.comb += [shifted.eq(a_diff >> self.shift),
+                     rd.addr.eq(Mux(shifted >= top, top, shifted))]
+        m.d.sync += [b_valid.eq(a_valid), b_last.eq(a_last & a_valid)]
+        with m.If(b_valid):
+            m.d.sync += total.eq(total + rd.data)
+        m.d.sync += c_last.eq(b_last)
+        with m.If(c_last):
+            m.d.sync += [self.done.eq(1), self.holds.eq(total <= self.threshold)]
+
+        with m.If(self.clear):
+            m.d.sync += [fresh.eq(1), count.eq(0), m_pend.eq(0), self.done.eq(0), self.holds.eq(0),
+                         total.eq(0), a_valid.eq(0), b_valid.eq(0), b_last.eq(0), c_last.eq(0)]
+        return m
