@@ -33,7 +33,7 @@ demo: $(STAMP)
 	$(VENV)/bin/quickspike flow --out build/demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(JOBS) tests
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(JOBS) tests
 
 bench: $(STAMP)
 	$(PY) -m quickspike.bench --out build/bench

@@ -20,13 +20,21 @@ from dataclasses import asdict, dataclass, fields
 from quickspike.sw.network import IntNetwork
 from quickspike.sw.spec import IntSpec
 
-__all__ = ["HwConfig", "words", "bits_for"]
+__all__ = ["HwConfig", "words", "bits_for", "COMP_FRAC_BITS", "COMP_SHIFT_MAX", "COMP_MUL_BITS"]
 
 #: Hard limits of the word protocol (see :mod:`quickspike.hw.protocol`).
 _MAX_INPUTS = 1 << 16       # flat pixel index field
 _MAX_MAP = 1 << 8           # conv y / x fields
 _MAX_CHANNELS = 1 << 12     # conv channel field
 _MAX_TIMESTEPS = 1 << 16
+
+#: The coding-compensation registers hold every value
+#: :meth:`quickspike.sw.spec.CompensationSpec.validate` accepts: ``frac_bits`` up to
+#: this (``q`` is this many bits wide), ``shift`` up to ``COMP_SHIFT_MAX``, ``mul`` of
+#: ``COMP_MUL_BITS`` bits (``tests/test_hw_compensation.py`` pins them to the spec).
+COMP_FRAC_BITS = 8
+COMP_SHIFT_MAX = 24
+COMP_MUL_BITS = 24
 
 
 def words(n: int, lanes: int) -> int:
@@ -136,6 +144,11 @@ class HwConfig:
     @property
     def class_bits(self) -> int:
         return bits_for(self.max_outputs - 1)
+
+    @property
+    def event_value_bits(self) -> int:
+        """Width of an event's value in the accumulate engine: a pixel or a compensation ``q``."""
+        return max(self.spec.input_bits, COMP_FRAC_BITS)
 
     # -- JSON -------------------------------------------------------------------------
 

@@ -7,11 +7,13 @@ the limit and both numbers.
 
 from __future__ import annotations
 
+import dataclasses
+
 from quickspike.errors import FitError
-from quickspike.hw.config import HwConfig
+from quickspike.hw.config import COMP_FRAC_BITS, COMP_MUL_BITS, COMP_SHIFT_MAX, HwConfig
 from quickspike.hw.layout import network_layout
 from quickspike.sw.network import IntNetwork
-from quickspike.sw.spec import EXP_TABLE, ExitSpec
+from quickspike.sw.spec import EXP_TABLE, CompensationSpec, ExitSpec
 
 __all__ = ["check_fits"]
 
@@ -22,11 +24,15 @@ def _need(what: str, have: int, limit: int, name: str) -> None:
 
 
 def check_fits(net: IntNetwork, hwcfg: HwConfig, *, timesteps: int | None = None,
-               exit: ExitSpec | None = None) -> None:
+               exit: ExitSpec | None = None, compensation: CompensationSpec | None = None) -> None:
     """Raise :class:`FitError` unless ``net`` (run for ``timesteps``) fits ``hwcfg``.
 
     ``exit`` is the early-exit rule the run will use (default: the network's); an
-    invalid rule raises :class:`~quickspike.errors.SpecError`.
+    invalid rule raises :class:`~quickspike.errors.SpecError`. ``compensation`` is the
+    coding compensation the run will use (default: the network's); one the network
+    cannot take (no hidden layer, a readout current that could overflow the
+    accumulator) raises :class:`~quickspike.errors.SpecError` from the network's own
+    validation.
     """
     if not isinstance(hwcfg, HwConfig):
         raise TypeError(f"hwcfg must be a HwConfig, not {type(hwcfg).__name__}")
@@ -47,6 +53,17 @@ def check_fits(net: IntNetwork, hwcfg: HwConfig, *, timesteps: int | None = None
     # the threshold register holds a margin (< 2**membrane_bits) or a table sum (<= n_out·EXP_TABLE[0])
     th_limit = max((1 << net.spec.membrane_bits) - 1, hwcfg.max_outputs * EXP_TABLE[0])
     _need("the exit threshold", rule.threshold, th_limit, "the exit threshold register's maximum")
+    comp = net.compensation if compensation is None else compensation
+    if not isinstance(comp, CompensationSpec):
+        raise TypeError(f"compensation must be a CompensationSpec, not {type(comp).__name__}")
+    if comp != net.compensation:
+        dataclasses.replace(net, compensation=comp).validate()
+    else:
+        comp.validate(net.spec)
+    if comp.enabled:
+        _need("the compensation frac_bits", comp.frac_bits, COMP_FRAC_BITS, "COMP_FRAC_BITS")
+        _need("the compensation shift", comp.shift, COMP_SHIFT_MAX, "COMP_SHIFT_MAX")
+        _need("the compensation mul", comp.mul, (1 << COMP_MUL_BITS) - 1, "2**COMP_MUL_BITS - 1")
     lay = network_layout(net, hwcfg.lanes)
     _need("the network's layer count", len(net.layers), hwcfg.max_layers, "max_layers")
     _need("the network's weight words", lay.weight_words, hwcfg.weight_words, "weight_words")

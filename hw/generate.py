@@ -7,7 +7,7 @@ import json
 from amaranth.back import verilog
 
 from quickspike.hw import protocol as P
-from quickspike.hw.config import HwConfig
+from quickspike.hw.config import COMP_FRAC_BITS, COMP_MUL_BITS, COMP_SHIFT_MAX, HwConfig
 from quickspike.hw.exit_unit import shift_bits, threshold_bits
 from quickspike.hw.top import Accelerator
 
@@ -40,6 +40,9 @@ def manifest(hwcfg: HwConfig, name: str = TOP_NAME) -> dict:
         "memories_bits": {
             "weights": hwcfg.weight_words * L * spec.weight_bits,
             "currents": hwcfg.neuron_words * (L * spec.acc_bits + 1),     # + the epoch bit
+            # mask, g, sp and (yp, xp) or a membrane word's address (see top.py)
+            "events": hwcfg.event_words * (L + (hwcfg.neuron_addr_bits + 1) + 2 * hwcfg.map_bits
+                                           + max(2 * hwcfg.map_bits, hwcfg.neuron_addr_bits)),
             "membranes": hwcfg.neuron_words * L * spec.membrane_bits,
             "outputs": hwcfg.out_words * L * spec.membrane_bits,
         },
@@ -53,7 +56,10 @@ def manifest(hwcfg: HwConfig, name: str = TOP_NAME) -> dict:
                      "beats_per_word": P.beats_per_word(spec, L),
                      "exit_rules": dict(P.EXIT_RULE_CODES),
                      "exit_threshold_bits": threshold_bits(spec, hwcfg.max_outputs),
-                     "exit_shift_bits": shift_bits(spec)},
+                     "exit_shift_bits": shift_bits(spec),
+                     "result_tags": dict(P.TAG),
+                     "compensation": {"frac_bits_max": COMP_FRAC_BITS, "shift_max": COMP_SHIFT_MAX,
+                                      "mul_bits": COMP_MUL_BITS}},
     }
 
 

@@ -13,6 +13,14 @@ array needs when it spends exactly one cycle per weight word and per neuron word
 With an early exit only the timesteps a sample actually runs count (its exit step,
 ``GoldenResult.timesteps``): spikes after the exit are never computed.
 
+With the coding compensation on, the readout adds, once per sample:
+
+* each neuron of the last hidden layer with ``q > 0`` at the readout timestep (inside
+  whole pool windows; :func:`compensation_events`): ``ceil(fanout / lanes)`` of the
+  output layer, as a spike would;
+* a sweep of the last hidden layer's residuals, ``ceil(n_hidden / lanes)``, and a
+  readout sweep of the output layer, ``ceil(n_out / lanes)``.
+
 The fire term follows the project's definition (``ceil(n_out / lanes)``); the
 hardware sweeps a conv layer in ``H·W·ceil(K / lanes)`` words, which is larger when
 ``K`` is not a multiple of ``lanes`` (see :func:`fire_words`).
@@ -24,11 +32,13 @@ import operator
 
 import numpy as np
 
-from quickspike.sw.golden import encode_pixels, run_golden, sum_pool
-from quickspike.sw.network import IntNetwork
-from quickspike.sw.spec import ExitSpec, LayerSpec
+import torch
 
-__all__ = ["lower_bound_cycles", "fire_words", "event_cost_map"]
+from quickspike.sw.golden import encode_pixels, layer_current, lif_step, run_golden, sum_pool
+from quickspike.sw.network import IntNetwork
+from quickspike.sw.spec import CompensationSpec, ExitSpec, LayerSpec
+
+__all__ = ["lower_bound_cycles", "fire_words", "event_cost_map", "compensation_events"]
 
 
 def _ceil(a: int, b: int) -> int:
@@ -54,9 +64,37 @@ def event_cost_map(layer: LayerSpec, lanes: int) -> np.ndarray:
     return np.broadcast_to(per, (c, h, w)).astype(np.int64)
 
 
+def compensation_events(net: IntNetwork, pixels, steps: int,
+                        compensation: CompensationSpec | None = None) -> int:
+    """Neurons of the last hidden layer with ``q > 0`` after timestep ``steps`` of one sample.
+
+    The hidden layers are run with the golden model's step functions; neurons in rows
+    or columns past whole pool windows do not count (the address map drops them).
+    """
+    comp = net.compensation if compensation is None else compensation
+    layers = net.layers
+    x = encode_pixels(np.asarray(pixels).reshape(net.input_shape)[None], net.spec)
+    weights = [torch.as_tensor(w, dtype=torch.float64) for w in net.weights[:-1]]
+    v = [torch.full((1, *layer.out_shape), layer.neuron.v_init, dtype=torch.int64) for layer in layers[:-1]]
+    first = layer_current(layers[0], weights[0], x)
+    for _t in range(steps):
+        current = first
+        for i, layer in enumerate(layers[:-1]):
+            if i > 0:
+                current = layer_current(layer, weights[i], inputs)
+            s, v[i] = lif_step(current, v[i], layer.neuron, net.spec)
+            inputs = sum_pool(s, layer.pool) if layer.kind == "conv" else s
+    hidden = layers[-2]
+    q = comp.fraction(v[-1], hidden.neuron.threshold)
+    if hidden.kind == "conv" and hidden.pool > 1:
+        _, hp, wp = hidden.pooled_shape
+        q = q[..., :hp * hidden.pool, :wp * hidden.pool]
+    return int((q > 0).sum())
+
+
 def lower_bound_cycles(net: IntNetwork, golden_spikes, pixels, lanes: int,
                        timesteps: int | None = None, *, steps: int | None = None,
-                       exit: ExitSpec | None = None) -> int:
+                       exit: ExitSpec | None = None, compensation: CompensationSpec | None = None) -> int:
     """The lower bound for one sample ``pixels`` (shaped like the input).
 
     ``golden_spikes``: the ``spikes`` of ``run_golden(..., record_spikes=True)`` for
@@ -65,6 +103,7 @@ def lower_bound_cycles(net: IntNetwork, golden_spikes, pixels, lanes: int,
     ``steps``: the timesteps the sample runs (``GoldenResult.timesteps`` of the sample);
     when ``None`` and an exit rule is in force (``exit``, default the network's), it is
     found by running the golden model here; only the first ``steps`` timesteps count.
+    ``compensation`` (default the network's): when enabled, the readout pass counts.
     """
     if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
         raise ValueError(f"lanes = {lanes!r} must be a positive integer")
@@ -105,4 +144,9 @@ def lower_bound_cycles(net: IntNetwork, golden_spikes, pixels, lanes: int,
         T = net.timesteps if timesteps is None else timesteps
         T = T if steps is None else min(T, steps)
     total += T * sum(_ceil(layer.n_out, lanes) for layer in net.layers)
+    comp = net.compensation if compensation is None else compensation
+    if comp.enabled and len(net.layers) > 1:
+        out, hidden = net.layers[-1], net.layers[-2]
+        events = compensation_events(net, pix, T, comp)
+        total += events * _ceil(out.n_out, lanes) + _ceil(hidden.n_out, lanes) + _ceil(out.n_out, lanes)
     return total

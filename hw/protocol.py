@@ -47,25 +47,42 @@ Registers (``a``):
   (:data:`EXIT_RULE_CODES`: 0 none = fixed-T, 1 margin, 2 softmax); 0 after reset;
 * 3 ``REG_EXIT_THRESHOLD``: the rule's threshold (``ExitSpec.threshold``, unsigned);
 * 4 ``REG_EXIT_SHIFT``: the softmax shift (``ExitSpec.shift``);
+* 5 ``REG_COMP_ENABLE``: 1 turns the IC-SNN coding compensation at readout on
+  (``CompensationSpec.enabled``); 0 after reset;
+* 6 ``REG_COMP_FRAC_BITS``, 7 ``REG_COMP_MUL``, 8 ``REG_COMP_SHIFT``: ``frac_bits``,
+  ``mul`` and ``shift`` of :class:`~quickspike.sw.spec.CompensationSpec`;
+* 9 ``REG_COMP_VMIN``: the smallest residual membrane of the last hidden layer whose
+  ``q`` is non-zero (:func:`comp_vmin`, derived from ``mul``, ``shift`` and that layer's
+  threshold; ``2**(membrane_bits-1)``: none). The sweep only makes events of neurons
+  with ``v >= REG_COMP_VMIN``; ``q`` itself is always computed exactly, so a smaller
+  value only costs cycles and a larger one drops events;
 * layer ``l``'s field ``f`` (see :data:`LAYER_FIELDS`) at ``LAYER_BASE + l·LAYER_STRIDE + f``.
 
 :func:`encode_network` writes them all and the weights; configure once, then send
 :func:`encode_sample` words for each sample. The exit registers may be rewritten
 between samples (``encode_registers(..., exit=ExitSpec())`` or :func:`encode_exit`) to
 run the same network with another rule or threshold, or without an exit; a host that
-never writes them gets the fixed-T behaviour. Writing ``REG_LAYERS`` or a layer field
+never writes them gets the fixed-T behaviour. The compensation registers work the same
+way (``encode_registers(..., compensation=CompensationSpec())`` or
+:func:`encode_compensation`); a host that never writes them gets no compensation. Writing ``REG_LAYERS`` or a layer field
 marks the current RAM for a one-time clear, done before the next ``START`` is taken
 (``cmd.ready`` low for about as many cycles as the network has neuron words; not
 counted in ``CYCLES``).
 
 **Result word** (``OUT_WIDTH`` = 36 bits): ``tag`` = bits [35:32], ``data`` = [31:0].
 Per sample: after every timestep run ``n_out`` words ``POT`` (output potential, two's
-complement ``membrane_bits`` sign-extended to 32 bits, neuron 0 first), then one
-``CLASS`` (argmax of the last timestep run; ties go to the lowest index), one
+complement ``membrane_bits`` sign-extended to 32 bits, neuron 0 first; always the
+uncompensated potentials), then, only when the compensation is on, ``n_out`` words
+``READOUT`` (the compensated readout ``sat(v_out + ((W_out · q) >> frac_bits))`` at
+the last timestep run, same format), then one ``CLASS`` (argmax of the READOUT words,
+or without compensation of the last POT row; ties go to the lowest index), one
 ``STEPS`` (timesteps run: ``T``, or the timestep where the exit rule first held) and
 one ``CYCLES`` (clock cycles from START accepted to the CYCLES word) word. With an exit
 rule a sample that exits at timestep ``t`` sends exactly ``t`` rows of ``POT`` words
-(:func:`quickspike.sw.golden.apply_exit` semantics).
+(:func:`quickspike.sw.golden.apply_exit` semantics); the exit rule watches the POT
+values. Without compensation no READOUT words are sent (and the compensation costs no
+cycle), so the stream is exactly what hosts that predate it expect; a host that wants
+the readout in either case reads :attr:`SampleResult.scores`.
 """
 
 from __future__ import annotations
@@ -74,13 +91,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from quickspike.sw.spec import EXIT_RULES, ExitSpec, IntSpec
+from quickspike.sw.spec import EXIT_RULES, CompensationSpec, ExitSpec, IntSpec
 
 __all__ = [
     "IN_WIDTH", "OUT_WIDTH", "OP", "TAG", "REG_T", "REG_LAYERS", "REG_EXIT_RULE",
-    "REG_EXIT_THRESHOLD", "REG_EXIT_SHIFT", "EXIT_RULE_CODES", "LAYER_BASE", "LAYER_STRIDE",
+    "REG_EXIT_THRESHOLD", "REG_EXIT_SHIFT", "REG_COMP_ENABLE", "REG_COMP_FRAC_BITS", "REG_COMP_MUL",
+    "REG_COMP_SHIFT", "REG_COMP_VMIN", "EXIT_RULE_CODES", "LAYER_BASE", "LAYER_STRIDE",
     "LAYER_FIELDS", "weights_per_beat", "beats_per_word", "in_width", "out_width",
     "cmd", "encode_network", "encode_sample", "encode_registers", "encode_exit", "encode_weights",
+    "encode_compensation", "comp_vmin",
     "SampleResult", "decode_results", "decode_all",
 ]
 
@@ -90,13 +109,18 @@ _A_BITS, _B_BITS, _OP_SHIFT, _A_SHIFT = 12, 48, 60, 48
 _DATA_BITS = 32
 
 OP = {"NOP": 0, "REG": 1, "WADDR": 2, "WDATA": 3, "START": 4, "PIXEL": 5, "RUN": 6}
-TAG = {"POT": 1, "CLASS": 2, "STEPS": 3, "CYCLES": 4}
+TAG = {"POT": 1, "CLASS": 2, "STEPS": 3, "CYCLES": 4, "READOUT": 5}
 
 REG_T = 0
 REG_LAYERS = 1
 REG_EXIT_RULE = 2
 REG_EXIT_THRESHOLD = 3
 REG_EXIT_SHIFT = 4
+REG_COMP_ENABLE = 5
+REG_COMP_FRAC_BITS = 6
+REG_COMP_MUL = 7
+REG_COMP_SHIFT = 8
+REG_COMP_VMIN = 9
 #: ``REG_EXIT_RULE`` values.
 EXIT_RULE_CODES = {name: i for i, name in enumerate(EXIT_RULES)}
 LAYER_BASE = 0x100
@@ -151,16 +175,51 @@ def encode_exit(rule: ExitSpec) -> list[int]:
             cmd("REG", REG_EXIT_SHIFT, rule.shift)]
 
 
-def encode_registers(net, hwcfg, timesteps: int | None = None, *, exit: ExitSpec | None = None) -> list[int]:
-    """REG words for ``T``, the layer count, the exit rule and every layer field.
+def comp_vmin(comp: CompensationSpec, threshold: int, spec: IntSpec) -> int:
+    """``REG_COMP_VMIN``: the smallest ``v`` with ``comp.fraction(v, threshold) > 0``.
 
-    ``exit`` overrides the network's rule (``ExitSpec()`` runs every sample for ``T``).
+    ``q`` grows with ``v`` and is 0 for ``v <= 0``; it is non-zero from
+    ``ceil(2**shift / mul)`` on, provided that is below ``threshold`` (residuals are
+    clamped to ``threshold - 1``). ``2**(membrane_bits-1)`` (above every membrane) when
+    no residual gives a non-zero ``q``.
+    """
+    never = 1 << (spec.membrane_bits - 1)
+    if comp.mul <= 0:
+        return never
+    v = -(-(1 << comp.shift) // comp.mul)
+    return v if v <= threshold - 1 else never
+
+
+def encode_compensation(comp: CompensationSpec, threshold: int, spec: IntSpec) -> list[int]:
+    """REG words that set the coding compensation (``CompensationSpec()``: off).
+
+    ``threshold`` is the last hidden layer's (it sets ``REG_COMP_VMIN``).
+    """
+    if not isinstance(comp, CompensationSpec):
+        raise TypeError(f"compensation must be a CompensationSpec, not {type(comp).__name__}")
+    comp.validate(spec)
+    if not comp.enabled:
+        return [cmd("REG", REG_COMP_ENABLE, 0)]
+    return [cmd("REG", REG_COMP_ENABLE, 1), cmd("REG", REG_COMP_FRAC_BITS, comp.frac_bits),
+            cmd("REG", REG_COMP_MUL, comp.mul), cmd("REG", REG_COMP_SHIFT, comp.shift),
+            cmd("REG", REG_COMP_VMIN, comp_vmin(comp, threshold, spec))]
+
+
+def encode_registers(net, hwcfg, timesteps: int | None = None, *, exit: ExitSpec | None = None,
+                     compensation: CompensationSpec | None = None) -> list[int]:
+    """REG words for ``T``, the layer count, the exit rule, the compensation and every layer field.
+
+    ``exit`` overrides the network's rule (``ExitSpec()`` runs every sample for ``T``);
+    ``compensation`` overrides the network's coding compensation (``CompensationSpec()``: off).
     """
     from quickspike.hw.layout import network_layout
     lay = network_layout(net, hwcfg.lanes)
     T = net.timesteps if timesteps is None else timesteps
+    comp = net.compensation if compensation is None else compensation
     out = [cmd("REG", REG_T, T), cmd("REG", REG_LAYERS, len(net.layers))]
     out += encode_exit(net.exit if exit is None else exit)
+    hidden_th = net.layers[-2].neuron.threshold if len(net.layers) > 1 else 1
+    out += encode_compensation(comp, hidden_th, net.spec)
     for li, ll in enumerate(lay.layers):
         for f, name in enumerate(LAYER_FIELDS):
             out.append(cmd("REG", LAYER_BASE + li * LAYER_STRIDE + f, getattr(ll, name)))
@@ -191,17 +250,20 @@ def encode_weights(net, hwcfg) -> list[int]:
     return out
 
 
-def encode_network(net, hwcfg, timesteps: int | None = None, *, exit: ExitSpec | None = None) -> list[int]:
+def encode_network(net, hwcfg, timesteps: int | None = None, *, exit: ExitSpec | None = None,
+                   compensation: CompensationSpec | None = None) -> list[int]:
     """All words that configure the accelerator for ``net`` (registers, then weights).
 
     ``exit`` overrides the network's early-exit rule (``ExitSpec()``: fixed-T, as a
-    host's ``--no-exit`` would ask). Raises :class:`quickspike.errors.FitError` when
+    host's ``--no-exit`` would ask); ``compensation`` overrides its coding compensation
+    (``CompensationSpec()``: off). Raises :class:`quickspike.errors.FitError` when
     ``net`` does not fit ``hwcfg`` (:class:`~quickspike.errors.SpecError` for an
-    invalid ``exit``).
+    invalid ``exit`` or ``compensation``).
     """
     from quickspike.hw.fit import check_fits
-    check_fits(net, hwcfg, timesteps=timesteps, exit=exit)
-    return encode_registers(net, hwcfg, timesteps, exit=exit) + encode_weights(net, hwcfg)
+    check_fits(net, hwcfg, timesteps=timesteps, exit=exit, compensation=compensation)
+    return (encode_registers(net, hwcfg, timesteps, exit=exit, compensation=compensation)
+            + encode_weights(net, hwcfg))
 
 
 def encode_sample(pixels, spec: IntSpec, shape: tuple[int, int, int] | None = None) -> list[int]:
@@ -237,11 +299,21 @@ def encode_sample(pixels, spec: IntSpec, shape: tuple[int, int, int] | None = No
 class SampleResult:
     """What the accelerator reports for one sample."""
 
-    #: ``[steps][n_out]`` output potentials after every timestep run.
+    #: ``[steps][n_out]`` output potentials after every timestep run (uncompensated).
     potentials: list[list[int]]
     predicted: int
     timesteps: int
     cycles: int
+    #: ``[n_out]`` compensated readout at the last timestep run (``READOUT`` words), or
+    #: ``None`` when the compensation is off (then the readout is ``potentials[-1]``).
+    readout: list[int] | None = None
+
+    @property
+    def scores(self) -> list[int]:
+        """The values ``predicted`` is the argmax of: the readout, else the last potentials."""
+        if self.readout is not None:
+            return self.readout
+        return self.potentials[-1] if self.potentials else []
 
 
 def _field(word: int) -> tuple[int, int]:
@@ -255,26 +327,39 @@ def _sext(value: int, bits: int) -> int:
 
 def decode_all(words, n_out: int, spec: IntSpec) -> list[SampleResult]:
     """Split a result stream into one :class:`SampleResult` per sample."""
-    results, pots, row, rec = [], [], [], {}
+    results, pots, row, rec, readout = [], [], [], {}, []
     for word in words:
         tag, data = _field(int(word))
         if tag == TAG["POT"]:
+            if readout:
+                raise ValueError("a POT word after READOUT words")
             row.append(_sext(data, spec.membrane_bits))
             if len(row) == n_out:
                 pots.append(row)
                 row = []
+        elif tag == TAG["READOUT"]:
+            if row:
+                raise ValueError(f"READOUT words after {len(row)} of {n_out} potentials")
+            if len(readout) == n_out:
+                raise ValueError(f"more than {n_out} READOUT words in a sample")
+            readout.append(_sext(data, spec.membrane_bits))
         elif tag == TAG["CLASS"]:
+            if readout and len(readout) != n_out:
+                raise ValueError(f"CLASS after {len(readout)} of {n_out} READOUT words")
             rec["predicted"] = data
         elif tag == TAG["STEPS"]:
             rec["timesteps"] = data
         elif tag == TAG["CYCLES"]:
             if row:
                 raise ValueError(f"a timestep ended after {len(row)} of {n_out} potentials")
-            results.append(SampleResult(pots, rec.get("predicted", -1), rec.get("timesteps", len(pots)), data))
-            pots, rec = [], {}
+            if readout and len(readout) != n_out:
+                raise ValueError(f"a sample ended after {len(readout)} of {n_out} READOUT words")
+            results.append(SampleResult(pots, rec.get("predicted", -1), rec.get("timesteps", len(pots)), data,
+                                        readout or None))
+            pots, rec, readout = [], {}, []
         else:
             raise ValueError(f"unknown result tag {tag} in word {word:#x}")
-    if pots or row or rec:
+    if pots or row or rec or readout:
         raise ValueError("the result stream ends in the middle of a sample")
     return results
 

@@ -13,37 +13,40 @@ from quickspike.hw import protocol as P
 from quickspike.hw.config import HwConfig
 from quickspike.hw.top import Accelerator
 from quickspike.sw.network import IntNetwork
-from quickspike.sw.spec import ExitSpec
+from quickspike.sw.spec import CompensationSpec, ExitSpec
 
 __all__ = ["simulate", "simulate_jobs"]
 
 
 def simulate(net: IntNetwork, hwcfg: HwConfig, pixels, timesteps: int | None = None,
-             *, exit: ExitSpec | None = None, max_cycles: int = 2_000_000,
-             vcd: str | None = None) -> list[P.SampleResult]:
+             *, exit: ExitSpec | None = None, compensation: CompensationSpec | None = None,
+             max_cycles: int = 2_000_000, vcd: str | None = None) -> list[P.SampleResult]:
     """Results of ``pixels`` (B, *input_shape) uint8 on the simulated accelerator.
 
-    ``exit`` overrides the network's early-exit rule (``ExitSpec()``: fixed-T).
+    ``exit`` overrides the network's early-exit rule (``ExitSpec()``: fixed-T);
+    ``compensation`` its coding compensation (``CompensationSpec()``: off).
     """
-    return simulate_jobs(hwcfg, [(net, pixels, timesteps, exit)], max_cycles=max_cycles, vcd=vcd)[0]
+    return simulate_jobs(hwcfg, [(net, pixels, timesteps, exit, compensation)],
+                         max_cycles=max_cycles, vcd=vcd)[0]
 
 
 def simulate_jobs(hwcfg: HwConfig, jobs, *, max_cycles: int = 2_000_000,
                   vcd: str | None = None) -> list[list[P.SampleResult]]:
-    """Run several ``(net, pixels, timesteps[, exit])`` jobs back to back on ONE design instance.
+    """Run several ``(net, pixels, timesteps[, exit[, compensation]])`` jobs back to back on ONE
+    design instance.
 
     Each job reloads the configuration and weights at run time, as a host would when
-    it switches bundles (``exit`` overrides the network's early-exit rule); the result
-    is one list of :class:`SampleResult` per job.
+    it switches bundles (``exit`` and ``compensation`` override the network's early-exit
+    rule and coding compensation); the result is one list of :class:`SampleResult` per job.
     """
     dut = Accelerator(hwcfg)
     words: list[int] = []
     want = 0
-    jobs = [tuple(job) + (None,) * (4 - len(job)) for job in jobs]
-    for net, pixels, timesteps, exit in jobs:
+    jobs = [tuple(job) + (None,) * (5 - len(job)) for job in jobs]
+    for net, pixels, timesteps, exit, comp in jobs:
         pixels = np.asarray(pixels)
         shape = net.input_shape if len(net.input_shape) == 3 else None
-        words += P.encode_network(net, hwcfg, timesteps=timesteps, exit=exit)
+        words += P.encode_network(net, hwcfg, timesteps=timesteps, exit=exit, compensation=comp)
         for img in pixels:
             words += P.encode_sample(img.reshape(-1), net.spec, shape=shape)
         want += len(pixels)

@@ -8,8 +8,8 @@ Datapath (``L`` = lanes; all RAMs are ``lib.memory`` with registered read ports)
 
 * **Weight RAM** ``weight_words × (L·weight_bits)``, **current RAM** ``neuron_words ×
   (L·acc_bits + 1)`` and **membrane RAM** ``neuron_words × L·membrane_bits`` sharing
-  addresses, an **event buffer** ``event_words × (mask, g, yp, xp, sp)`` and a small
-  **output buffer** for the output layer's potentials.
+  addresses, an **event buffer** ``event_words × (mask, g, sp, yp/xp or a membrane
+  address)`` and a small **output buffer** for the output layer's potentials.
 * **Event pipeline** (accumulate phase): an event source (pixels from the command
   stream during a sample's load, multiplied by their value; or the event-buffer
   expander, one set mask bit per cycle) → two registered address stages (index and
@@ -18,9 +18,10 @@ Datapath (``L`` = lanes; all RAMs are ``lib.memory`` with registered read ports)
   event is one burst) → the **burst engine**, which issues one weight word per cycle
   and takes the next burst in the cycle it issues the last word of the current one.
   Read-modify-write of the current RAM: read (S0) → memory register (S1) → multiply
-  by the event's value (S2) → add and write (S3); the three writes that a read may
-  miss are forwarded from a 3-deep history, so back-to-back events on the same word
-  never stall.
+  by the event's value (S2: a pixel, 1 for a spike, or a compensation ``q``; the
+  multipliers are ``max(input_bits, COMP_FRAC_BITS)`` wide) → add and write (S3); the
+  three writes that a read may miss are forwarded from a 3-deep history, so
+  back-to-back events on the same word never stall.
 * **Current RAM epoch**: every current word carries one extra bit, the parity of the
   sample that wrote it (``epoch`` flips at each START); a word of another parity
   reads as 0. So a sample that exits early (leaving the first layer's static current
@@ -62,13 +63,44 @@ Datapath (``L`` = lanes; all RAMs are ``lib.memory`` with registered read ports)
   of the output layer's fire sweep); at the exit timestep that is the latency before
   CLASS. At ``t == T`` no decision is needed. With the rule ``none`` the mode is
   exactly fixed-T.
+* **Coding compensation** (IC-SNN, ``REG_COMP_ENABLE``): at the readout timestep (the
+  exit timestep, or ``T``), after the output layer's fire sweep:
+
+  1. *q sweep* of the last hidden layer (``cmode``): the fire pipeline reads its
+     membranes without leak, current, fire or write-back, and writes one event entry
+     per word whose lanes hold a residual ``v >= REG_COMP_VMIN`` (exactly the neurons
+     with ``q > 0``), with the pooled coordinates and the word's membrane address;
+  2. *expansion* (``cexp``): the event-buffer expander re-reads each entry's membrane
+     word and emits one event per set lane carrying ``v`` clamped to ``[0, θ-1]``; the
+     address stages compute ``v · mul`` (G1, the one extra multiplier) and ``q =
+     min((v·mul) >> shift, 2**frac_bits - 1)`` (G2); the burst engine and the S2
+     multipliers accumulate ``W_out · q`` into the output layer's currents (cleared by
+     its fire sweep, so they end up holding exactly ``C``) through the same flatten
+     address map as spikes;
+  3. *readout sweep* (``rmode``) of the output layer, once the streamer has sent the
+     ``POT`` words: ``sat(v_out + (C >> frac_bits))`` (arithmetic shift, no leak) into
+     the output buffer (the membranes stay as they are);
+  4. the streamer sends the ``READOUT`` words through the exit unit's pass 1 (cleared
+     first), whose argmax is ``CLASS``.
+
+  The exit unit watches the uncompensated ``POT`` values. With an exit rule, the
+  speculative timestep must not overwrite the last hidden layer's membranes before the
+  decision: its fire sweep waits for the streamer (as the output layer's does), so
+  the check is no longer free when the layers before it take less than the decision
+  latency (a 2-layer network pays ``n_out + 3`` (margin) or ``2·n_out + 5`` (softmax)
+  cycles per timestep). When the rule holds, the speculative work is dropped and the
+  pass runs on the exit timestep's state. With ``REG_COMP_ENABLE`` = 0 nothing of
+  this runs and the cycle counts are those of a design without it.
 
 Costs beyond the lower bound (:mod:`quickspike.hw.perf`): about 15 cycles per hidden
 layer-timestep (setup and pipeline drains: 1 + 4 for a fire phase, 1 + ~9 for an
 accumulate phase), a conv layer's fire sweep of ``H·W·ceil(K/L)`` words instead of
 ``ceil(K·H·W/L)``, the output streamer (``n_out + 1`` cycles, or the exit check above)
 when a timestep is shorter than it, and with an exit the decision latency at the
-exit timestep. On a 784-128-10 network with 8 lanes this measured 1.02-1.05x the
+exit timestep. The compensation pass costs ``events·ceil(n_out/L) + W_hidden +
+ceil(n_out/L) + 23`` cycles (``events``: neurons with ``q > 0``; ``W_hidden``: the
+words of the hidden sweep), i.e. 23 cycles of setups, drains and the READOUT words
+beyond its bound (measured; more with an exit rule, see above). On a 784-128-10 network with 8 lanes this measured 1.02-1.05x the
 bound; on tiny test networks the fixed overhead dominates.
 
 During a sample (after START) the command stream only carries PIXEL words (taken at
@@ -85,7 +117,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from quickspike.hw import protocol as P
-from quickspike.hw.config import HwConfig, bits_for
+from quickspike.hw.config import COMP_FRAC_BITS, COMP_MUL_BITS, COMP_SHIFT_MAX, HwConfig, bits_for
 from quickspike.hw.exit_unit import ExitUnit, shift_bits, threshold_bits
 
 __all__ = ["Accelerator"]
@@ -140,6 +172,26 @@ class Accelerator(wiring.Component):
         reg_exit_rule = Signal(2)
         reg_exit_th = Signal(threshold_bits(spec, cfg.max_outputs))
         reg_exit_shift = Signal(shift_bits(spec))
+        # coding compensation (IC-SNN)
+        FB = COMP_FRAC_BITS
+        MW = cfg.event_value_bits        # an event's value: a pixel or a compensation q
+        reg_comp_en = Signal()
+        reg_comp_fb = Signal(bits_for(FB))
+        reg_comp_mul = Signal(COMP_MUL_BITS)
+        reg_comp_shift = Signal(bits_for(COMP_SHIFT_MAX))
+        reg_comp_vmin = Signal(MB)       # unsigned: 2**(MB-1) is above every membrane
+        comp_thm1 = Signal(MB - 1)       # the last hidden layer's threshold - 1
+        comp_top = Signal(FB)            # 2**frac_bits - 1
+        m.d.comb += comp_top.eq((Const(1, FB + 1) << reg_comp_fb) - 1)
+        # frac_bits - 1 (0..7 for the valid 1..8): a 3-level readout shifter
+        comp_fbm1 = Signal(bits_for(FB - 1))
+        m.d.comb += comp_fbm1.eq(reg_comp_fb - 1)
+        # the controller's compensation phases (registered: set on entering, cleared on
+        # leaving its states): the q sweep of the last hidden layer, the expansion of its
+        # events, the readout sweep of the outputs
+        cmode = Signal()
+        cexp = Signal()
+        rmode = Signal()
         layer = Signal(cfg.layer_bits)           # the layer the controller works on
         cur = {name: Signal(shape, name=f"cur_{name}") for name, shape in field_shapes.items()}
         for name in field_shapes:
@@ -154,8 +206,12 @@ class Accelerator(wiring.Component):
         # sample reads as 0, so a sample that exits early needs no clearing sweep
         m.submodules.amem = amem = memory.Memory(shape=unsigned(L * AB + 1), depth=cfg.neuron_words, init=[])
         m.submodules.vmem = vmem = memory.Memory(shape=unsigned(L * MB), depth=cfg.neuron_words, init=[])
+        # ``pos``: the pooled coordinates (spikes; a conv layer after uses them) or, for
+        # the compensation, the membrane word (the output layer after is dense): a union
+        # keeps the entry as wide as it was whenever NAB <= 2·MAPB
         ev_layout = data.StructLayout({
-            "mask": L, "g": NCNT, "yp": MAPB, "xp": MAPB, "sp": 2 * MAPB})
+            "mask": L, "g": NCNT, "sp": 2 * MAPB,
+            "pos": data.UnionLayout({"yx": data.StructLayout({"yp": MAPB, "xp": MAPB}), "addr": NAB})})
         m.submodules.emem = emem = memory.Memory(shape=ev_layout, depth=cfg.event_words, init=[])
         m.submodules.omem = omem = memory.Memory(shape=unsigned(L * MB), depth=cfg.out_words, init=[])
         w_rd, w_wr = wmem.read_port(), wmem.write_port()
@@ -205,6 +261,7 @@ class Accelerator(wiring.Component):
         ev_x = Signal(MAPB)
         ev_sp = Signal(2 * MAPB)
         ev_m = Signal(IB)
+        ev_v = Signal(MB - 1)                  # compensation: the clamped residual
         # G1
         g1_valid = Signal()
         g1_idx = Signal(IDXB + 2 * MAPB + 1)   # dense: c·in_hw + sp ; conv: c·k9
@@ -213,6 +270,7 @@ class Accelerator(wiring.Component):
         g1_ny = Signal(NCNT + MAPB + 1)
         g1_nx = Signal(NCNT + MAPB + 1)
         g1_m = Signal(IB)
+        g1_prod = Signal(MB - 1 + COMP_MUL_BITS)   # compensation: residual · mul
         # G2
         g2_valid = Signal()
         g2_wa = Signal(WCNT + IDXB + 2 * MAPB + NCNT)
@@ -221,7 +279,7 @@ class Accelerator(wiring.Component):
         g2_ihi = Signal(2)
         g2_jlo = Signal()
         g2_jhi = Signal(2)
-        g2_m = Signal(IB)
+        g2_m = Signal(MW)
         # G3 scatter
         g3_valid = Signal()
         g3_i = Signal(2)
@@ -231,16 +289,16 @@ class Accelerator(wiring.Component):
         g3_jhi = Signal(2)
         g3_wrow = Signal(WCNT + 2)
         g3_nrow = Signal(signed(NCNT + MAPB + 3))
-        g3_m = Signal(IB)
+        g3_m = Signal(MW)
         # burst engine
         be_valid = Signal()
         be_wa = Signal(WCNT)
         be_na = Signal(NCNT)
         be_rem = Signal(NCNT)
-        be_m = Signal(IB)
+        be_m = Signal(MW)
         # RMW pipeline
-        s1_valid, s1_na, s1_m = Signal(), Signal(NAB), Signal(IB)
-        s2_valid, s2_na, s2_m = Signal(), Signal(NAB), Signal(IB)
+        s1_valid, s1_na, s1_m = Signal(), Signal(NAB), Signal(MW)
+        s2_valid, s2_na, s2_m = Signal(), Signal(NAB), Signal(MW)
         s2_w, s2_a = Signal(L * WB), Signal(L * AB)
         s3_valid, s3_na = Signal(), Signal(NAB)
         s3_p, s3_a = Signal(L * AB), Signal(L * AB)
@@ -294,6 +352,14 @@ class Accelerator(wiring.Component):
         # --- G2
         g1_ready = Signal()
         m.d.comb += g1_ready.eq(~g1_valid | g2_ready)
+        # compensation events: q = min((v · mul) >> shift, 2**frac_bits - 1). It saturates
+        # when v · mul has a bit at shift + frac_bits or above (a thermometer mask, no
+        # wide shifter); otherwise q is the low FB bits of the shifted product.
+        q_low = Signal(FB)
+        q_sat = Signal()
+        k_sat = Signal(range(COMP_SHIFT_MAX + FB + 1))
+        m.d.comb += [k_sat.eq(reg_comp_shift + reg_comp_fb), q_low.eq(g1_prod >> reg_comp_shift),
+                     q_sat.eq(Cat(*[g1_prod[i] & (k_sat <= i) for i in range(len(g1_prod))]).any())]
         with m.If(g2_ready):
             m.d.sync += g2_valid.eq(g1_valid)
             with m.If(g1_valid):
@@ -308,7 +374,7 @@ class Accelerator(wiring.Component):
                         g2_ilo.eq(g1_y + 1 >= h), g2_ihi.eq(Mux(g1_y >= 1, 2, 1)),
                         g2_jlo.eq(g1_x + 1 >= w), g2_jhi.eq(Mux(g1_x >= 1, 2, 1)),
                     ]
-                m.d.sync += g2_m.eq(g1_m)
+                m.d.sync += g2_m.eq(Mux(cexp, Mux(q_sat, comp_top, q_low), g1_m))
         # --- G1
         ev_ready = Signal()
         m.d.comb += ev_ready.eq(~ev_valid | g1_ready)
@@ -319,7 +385,7 @@ class Accelerator(wiring.Component):
                     m.d.sync += g1_idx.eq(ev_c * cur["in_hw"] + ev_sp)
                 with m.Else():
                     m.d.sync += g1_idx.eq(ev_c * cur["k9"])
-                m.d.sync += [g1_y.eq(ev_y), g1_x.eq(ev_x), g1_m.eq(ev_m),
+                m.d.sync += [g1_y.eq(ev_y), g1_x.eq(ev_x), g1_m.eq(ev_m), g1_prod.eq(ev_v * reg_comp_mul),
                              g1_ny.eq((ev_y + 1) * cur["row_stride"]), g1_nx.eq((ev_x + 1) * kw)]
         # ev stage consumption (sources set ev_valid when they emit)
         with m.If(g1_ready):
@@ -358,6 +424,7 @@ class Accelerator(wiring.Component):
         ent_yp, ent_xp, ent_sp = Signal(MAPB), Signal(MAPB), Signal(2 * MAPB)
         advance = Signal()
         m.d.comb += e_rd.addr.eq(Mux(advance, eptr + 1, eptr))
+        ent_addr = Signal(NAB)
         expand = Signal()
         low = Signal(range(L))       # lowest set bit of ent_mask
         for i in reversed(range(L)):
@@ -369,16 +436,21 @@ class Accelerator(wiring.Component):
         def load_entry():
             m.d.comb += advance.eq(1)
             m.d.sync += [eptr.eq(eptr + 1), ent_valid.eq(1), ent_mask.eq(e_rd.data.mask),
-                         ent_g.eq(e_rd.data.g), ent_yp.eq(e_rd.data.yp), ent_xp.eq(e_rd.data.xp),
-                         ent_sp.eq(e_rd.data.sp)]
+                         ent_g.eq(e_rd.data.g), ent_yp.eq(e_rd.data.pos.yx.yp), ent_xp.eq(e_rd.data.pos.yx.xp),
+                         ent_sp.eq(e_rd.data.sp), ent_addr.eq(e_rd.data.pos.addr)]
 
         with m.If(expand):
             with m.If(~ent_valid):
                 with m.If(can_load):
                     load_entry()
             with m.Elif(ev_ready):
+                # a compensation event carries its residual (re-read from the membrane
+                # RAM: the entry's word, presented since the entry was loaded),
+                # clamped to [0, threshold - 1]
+                rv = Array(_lane(v_rd.data, i, MB) for i in range(L))[low]
                 m.d.sync += [ev_valid.eq(1), ev_c.eq(ent_g * L + low), ev_y.eq(ent_yp),
-                             ev_x.eq(ent_xp), ev_sp.eq(ent_sp), ev_m.eq(1)]
+                             ev_x.eq(ent_xp), ev_sp.eq(ent_sp), ev_m.eq(1),
+                             ev_v.eq(Mux(rv < 0, 0, Mux(rv > comp_thm1, comp_thm1, rv)))]
                 rest = ent_mask & (ent_mask - 1)
                 with m.If(rest == 0):
                     with m.If(can_load):
@@ -407,7 +479,7 @@ class Accelerator(wiring.Component):
         f3_v, f3_i = Signal(L * MB), Signal(L * AB)
         f4_v = Signal(L * MB)
         first_step = Signal()
-        m.d.comb += first_step.eq(t == 0)
+        m.d.comb += first_step.eq((t == 0) & ~cmode & ~rmode)
         keep_cur = Signal()
         m.d.comb += keep_cur.eq((layer == 0) & (t != reg_T - 1))
 
@@ -415,7 +487,8 @@ class Accelerator(wiring.Component):
         m.d.comb += f_addr.eq(cur["sbase"] + f_k)
         with m.If(~acc_phase):
             m.d.comb += [a_rd.addr.eq(f_addr)]
-        m.d.comb += v_rd.addr.eq(f_addr)
+        # the expander of compensation events reads the membrane word of its entry
+        m.d.comb += v_rd.addr.eq(Mux(cexp, Mux(advance, e_rd.data.pos.addr, ent_addr), f_addr))
         pooled_ok = Signal()
         m.d.comb += pooled_ok.eq((c_yp < cur["pool_h"]) & (c_xp < cur["pool_w"]))
         m.d.sync += [f1.valid.eq(f_go), f1.k.eq(f_k), f1.g.eq(Mux(cur["kind"], c_g, f_k)),
@@ -445,14 +518,17 @@ class Accelerator(wiring.Component):
         # F1 -> F2: registered memory outputs, v_init at timestep 0
         vinit_word = Cat(*[cur["v_init"] for _ in range(L)])
         m.d.sync += [f2.eq(f1), f2_addr.eq(f1_addr),
-                     f2_v.eq(Mux(first_step, vinit_word, v_rd.data)), f2_i.eq(a_rd_data)]
-        # F2 -> F3: leak
+                     f2_v.eq(Mux(first_step, vinit_word, v_rd.data)), f2_i.eq(Mux(cmode, 0, a_rd_data))]
+        # F2 -> F3: leak (none in the compensation sweeps); the readout sweep adds the
+        # compensation current C >> frac_bits (arithmetic) instead of a current
         sh = cur["leak_shift"]
-        leaked = []
+        leaked, comp_i = [], []
         for i in range(L):
             v = _lane(f2_v, i, MB)
-            leaked.append(Mux(sh == 0, v, v - (v >> sh))[:MB])
-        m.d.sync += [f3.eq(f2), f3_addr.eq(f2_addr), f3_v.eq(Cat(*leaked)), f3_i.eq(f2_i)]
+            leaked.append(Mux((sh == 0) | cmode | rmode, v, v - (v >> sh))[:MB])
+            comp_i.append(((_lane(f2_i, i, AB) >> 1) >> comp_fbm1)[:AB])
+        m.d.sync += [f3.eq(f2), f3_addr.eq(f2_addr), f3_v.eq(Cat(*leaked)),
+                     f3_i.eq(Mux(rmode, Cat(*comp_i), f2_i))]
         # F3 -> F4: saturating add
         integ = []
         for i in range(L):
@@ -460,7 +536,10 @@ class Accelerator(wiring.Component):
             integ.append(Mux(s < mlo, mlo, Mux(s > mhi, mhi, s))[:MB])
         m.d.sync += [f4.eq(f3), f4_addr.eq(f3_addr), f4_v.eq(Cat(*integ))]
         # F4: fire, write back
-        th = cur["threshold"]
+        # the q sweep writes an entry per word with residuals >= REG_COMP_VMIN (q > 0)
+        # (registered: valid 1 cycle after cur, 3 cycles before a sweep's first F4)
+        th = Signal(signed(MB + 1))
+        m.d.sync += th.eq(Mux(cmode, reg_comp_vmin, cur["threshold"]))
         last_word = Signal()
         m.d.comb += last_word.eq(f4.g == kw - 1)
         spikes = Signal(L)
@@ -473,11 +552,15 @@ class Accelerator(wiring.Component):
             newv.append(Mux(s, Mux(cur["reset"], 0, v - th), v)[:MB])
         f4_new = Signal(L * MB)
         m.d.comb += f4_new.eq(Cat(*newv))
-        with m.If(f4.valid):
+        with m.If(f4.valid & ~cmode & ~rmode):
             m.d.comb += [v_wr.addr.eq(f4_addr), v_wr.data.eq(f4_new), v_wr.en.eq(1)]
         ev_wr_ptr = Signal(cfg.event_addr_bits + 1)
         m.d.comb += [e_wr.addr.eq(ev_wr_ptr), e_wr.data.mask.eq(spikes), e_wr.data.g.eq(f4.g),
-                     e_wr.data.yp.eq(f4.yp), e_wr.data.xp.eq(f4.xp), e_wr.data.sp.eq(f4.sp)]
+                     e_wr.data.sp.eq(f4.sp)]
+        with m.If(cmode):
+            m.d.comb += e_wr.data.pos.addr.eq(f4_addr)
+        with m.Else():
+            m.d.comb += [e_wr.data.pos.yx.yp.eq(f4.yp), e_wr.data.pos.yx.xp.eq(f4.xp)]
         with m.If(f4.valid & (spikes != 0) & f4.pv):
             m.d.comb += e_wr.en.eq(1)
             m.d.sync += ev_wr_ptr.eq(ev_wr_ptr + 1)
@@ -496,13 +579,15 @@ class Accelerator(wiring.Component):
         with m.Elif(acc_phase):
             m.d.comb += [a_wr.addr.eq(s3_na), a_wr_data.eq(s3_sum), a_wr.en.eq(s3_valid)]
         with m.Else():
-            m.d.comb += [a_wr.addr.eq(f3_addr), a_wr_data.eq(Mux(keep_cur, f3_i, 0)), a_wr.en.eq(f3.valid)]
+            m.d.comb += [a_wr.addr.eq(f3_addr), a_wr_data.eq(Mux(keep_cur, f3_i, 0)), a_wr.en.eq(f3.valid & ~cmode)]
 
         # ---------------------------------------------------------------- output streamer + exit unit
         m.submodules.exit_unit = xu = ExitUnit(spec, cfg.max_outputs)
         m.d.comb += [xu.rule.eq(reg_exit_rule), xu.threshold.eq(reg_exit_th), xu.shift.eq(reg_exit_shift)]
         st_start = Signal()
         st_final = Signal()
+        st_rwait = Signal()         # POT words out; waiting for the readout sweep
+        rd_go = Signal()            # the readout is in the output buffer
         st_busy = Signal()
         abort = Signal()            # the exit rule held: end the sample now
         st_rw = Signal(NCNT)
@@ -559,6 +644,8 @@ class Accelerator(wiring.Component):
                     with m.If(st_lastv):
                         with m.If(st_final):
                             m.next = "CLASS"
+                            with m.If(reg_comp_en):
+                                m.next = "RWAIT"
                         with m.Elif(reg_exit_rule == P.EXIT_RULE_CODES["none"]):
                             m.next = "IDLE"
                         with m.Elif(reg_exit_rule == P.EXIT_RULE_CODES["softmax"]):
@@ -577,8 +664,26 @@ class Accelerator(wiring.Component):
                     with m.If(xu.holds):
                         m.d.comb += abort.eq(1)
                         m.next = "CLASS"
+                        with m.If(reg_comp_en):
+                            m.next = "RWAIT"
                     with m.Else():
                         m.next = "IDLE"
+            with m.State("RWAIT"):          # compensation: the readout sweep writes the output buffer
+                m.d.comb += [st_busy.eq(1), st_rwait.eq(1), st_nxt_d.eq(0)]
+                with m.If(rd_go):
+                    m.d.comb += xu.clear.eq(1)
+                    m.next = "RLOAD"
+            with m.State("RLOAD"):
+                m.d.comb += st_busy.eq(1)
+                st_load()
+                m.next = "REMIT"
+            with m.State("REMIT"):          # READOUT words; the exit unit's argmax gives CLASS
+                m.d.comb += [st_busy.eq(1), self.res.valid.eq(1), res_tag.eq(P.TAG["READOUT"]), res_data.eq(st_v)]
+                with m.If(self.res.ready):
+                    m.d.comb += xu.p1_valid.eq(1)
+                    st_advance()
+                    with m.If(st_lastv):
+                        m.next = "CLASS"
             with m.State("CLASS"):
                 m.d.comb += [st_busy.eq(1), self.res.valid.eq(1), res_tag.eq(P.TAG["CLASS"]),
                              res_data.eq(xu.best_index)]
@@ -599,6 +704,22 @@ class Accelerator(wiring.Component):
             m.d.sync += [f_k.eq(0), f_done.eq(0), c_g.eq(0), c_x.eq(0), c_y.eq(0), c_xs.eq(0),
                          c_xp.eq(0), c_ys.eq(0), c_yp.eq(0), c_rowp.eq(0)]
 
+        def on_abort():
+            # the exit rule held during a speculative timestep: end the sample, or with
+            # the compensation first run its pass on the exit timestep's membranes
+            with m.If(abort):
+                with m.If(reg_comp_en):
+                    m.d.sync += layer.eq(reg_nl - 2)
+                    m.next = "C_SETUP"
+                with m.Else():
+                    m.next = "FINISH"
+
+        # with an exit rule and the compensation, the last hidden layer's membranes must
+        # survive until the exit decision: its fire sweep waits for it, as the output
+        # layer's waits for the streamer
+        hold = Signal()
+        m.d.comb += hold.eq(is_last_layer | (reg_comp_en & (reg_exit_rule != P.EXIT_RULE_CODES["none"])
+                                             & (layer == reg_nl - 2)))
         dirty = Signal(init=1)      # the layout changed: clear the current RAM before START
         with m.FSM(name="ctrl"):
             with m.State("IDLE"):
@@ -616,6 +737,16 @@ class Accelerator(wiring.Component):
                                 m.d.sync += reg_exit_th.eq(fb)
                             with m.If(fa == P.REG_EXIT_SHIFT):
                                 m.d.sync += reg_exit_shift.eq(fb)
+                            with m.If(fa == P.REG_COMP_ENABLE):
+                                m.d.sync += reg_comp_en.eq(fb)
+                            with m.If(fa == P.REG_COMP_FRAC_BITS):
+                                m.d.sync += reg_comp_fb.eq(fb)
+                            with m.If(fa == P.REG_COMP_MUL):
+                                m.d.sync += reg_comp_mul.eq(fb)
+                            with m.If(fa == P.REG_COMP_SHIFT):
+                                m.d.sync += reg_comp_shift.eq(fb)
+                            with m.If(fa == P.REG_COMP_VMIN):
+                                m.d.sync += reg_comp_vmin.eq(fb)
                             with m.If((fa == P.REG_LAYERS) | (fa >= P.LAYER_BASE)):
                                 m.d.sync += dirty.eq(1)
                             for li in range(cfg.max_layers):
@@ -674,10 +805,9 @@ class Accelerator(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 start_fire()
                 m.d.sync += ev_wr_ptr.eq(0)
-                with m.If(~is_last_layer | ~st_busy):
+                with m.If(~hold | ~st_busy):
                     m.next = "FIRE"
-                with m.If(abort):
-                    m.next = "FINISH"
+                on_abort()
             with m.State("FIRE"):
                 m.d.comb += [self.busy.eq(1), f_go.eq(~f_done)]
                 with m.If(~f_busy & f_done):
@@ -687,23 +817,56 @@ class Accelerator(wiring.Component):
                         with m.If(t + 1 == reg_T):
                             m.d.sync += st_final.eq(1)
                             m.next = "FINISH"
+                            with m.If(reg_comp_en):
+                                m.d.sync += layer.eq(reg_nl - 2)
+                                m.next = "C_SETUP"
                         with m.Else():
                             m.next = "F_SETUP"
                     with m.Else():
                         m.d.sync += [layer.eq(layer + 1), ev_count.eq(ev_wr_ptr), eptr.eq(0), ent_valid.eq(0)]
                         m.next = "A_SETUP"
-                with m.If(abort):
-                    m.next = "FINISH"
+                on_abort()
             with m.State("A_SETUP"):        # cur <= layer; event RAM read of entry 0
                 m.d.comb += [self.busy.eq(1), acc_phase.eq(1)]
                 m.next = "ACC"
-                with m.If(abort):
-                    m.next = "FINISH"
+                on_abort()
             with m.State("ACC"):
                 m.d.comb += [self.busy.eq(1), acc_phase.eq(1), expand.eq(1)]
                 with m.If(~pipe_busy & ~ent_valid & ~can_load):
                     m.next = "F_SETUP"
-                with m.If(abort):
+                on_abort()
+            # ---- coding compensation at readout (the exit timestep, or T)
+            with m.State("C_SETUP"):        # cur <= the last hidden layer
+                m.d.comb += self.busy.eq(1)
+                start_fire()
+                m.d.sync += [ev_wr_ptr.eq(0), cmode.eq(1)]
+                m.next = "CSWEEP"
+            with m.State("CSWEEP"):         # one entry per word with a residual >= REG_COMP_VMIN
+                m.d.comb += [self.busy.eq(1), f_go.eq(~f_done)]
+                m.d.sync += comp_thm1.eq(cur["threshold"] - 1)
+                with m.If(~f_busy & f_done):
+                    m.d.sync += [layer.eq(reg_nl - 1), ev_count.eq(ev_wr_ptr), eptr.eq(0), ent_valid.eq(0),
+                                 cmode.eq(0), cexp.eq(1)]
+                    m.next = "CA_SETUP"
+            with m.State("CA_SETUP"):       # cur <= the output layer; event RAM read of entry 0
+                m.d.comb += [self.busy.eq(1), acc_phase.eq(1)]
+                m.next = "CACC"
+            with m.State("CACC"):           # C = W_out · q into the output layer's (cleared) currents
+                m.d.comb += [self.busy.eq(1), acc_phase.eq(1), expand.eq(1)]
+                with m.If(~pipe_busy & ~ent_valid & ~can_load):
+                    m.d.sync += cexp.eq(0)
+                    m.next = "R_SETUP"
+            with m.State("R_SETUP"):        # the POT words must be out of the output buffer
+                m.d.comb += self.busy.eq(1)
+                start_fire()
+                with m.If(st_rwait):
+                    m.d.sync += rmode.eq(1)
+                    m.next = "RSWEEP"
+            with m.State("RSWEEP"):         # readout = sat(v_out + (C >> frac_bits)) into the output buffer
+                m.d.comb += [self.busy.eq(1), f_go.eq(~f_done)]
+                with m.If(~f_busy & f_done):
+                    m.d.comb += rd_go.eq(1)
+                    m.d.sync += rmode.eq(0)
                     m.next = "FINISH"
             with m.State("FINISH"):
                 m.d.comb += self.busy.eq(1)

@@ -45,13 +45,25 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
+def _drop_points(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of accuracy points") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 100 points")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="quickspike", description="Low-latency SNNs from training to a bit-exact FPGA design.")
     p.add_argument("--version", action="version", version=f"quickspike {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="train an SNN and save a run directory")
-    t.add_argument("--algo", default="snn", help="training algorithm (snn)")
+    t.add_argument("--algo", default="snn", help="training algorithm: snn (fixed T) or atsnn (time-dependent loss)")
+    t.add_argument("--td-weights", default=None,
+                   help="atsnn: loss weights of the timesteps: uniform (default), increasing or decreasing")
     t.add_argument("--dataset", default="mnist5k", help="digits, mnist5k, an IDX folder or an .npz file")
     t.add_argument("--arch", default="mlp", help="mlp or conv")
     t.add_argument("--timesteps", type=_positive_int, default=4)
@@ -73,6 +85,52 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--timesteps", type=_int_list, default=None, help="e.g. 1,2,4,8")
     e.add_argument("--samples", type=_positive_int, default=None, help="only the first N test samples")
     e.add_argument("--json", type=Path, default=None, help="write the result here")
+    e.add_argument("--no-exit", action="store_true", help="ignore the bundle's exit rule: run every sample for T")
+
+    g = sub.add_parser("generate", help="Verilog and a JSON manifest of the accelerator for a bundle")
+    g.add_argument("bundle", type=Path)
+    g.add_argument("--out", required=True, type=Path, help="folder to write (quickspike_top.v, manifest.json)")
+    g.add_argument("--lanes", type=_positive_int, default=8, help="processing elements (1..64)")
+    g.add_argument("--timesteps", type=_positive_int, default=None, help="timesteps the design must allow")
+    _add_hw_args(g)
+
+    c = sub.add_parser("cosim", help="run test samples through the RTL and check it bit-exact against the golden model")
+    c.add_argument("bundle", type=Path)
+    c.add_argument("--dataset", default="mnist5k", help="its test split is used (the first N samples)")
+    c.add_argument("--samples", type=_positive_int, default=100)
+    c.add_argument("--engine", default="cocotb", help="cocotb or pyverilator")
+    c.add_argument("--lanes", type=_positive_int, default=8, help="processing elements (1..64)")
+    c.add_argument("--timesteps", type=_positive_int, default=None, help="default: the bundle's")
+    c.add_argument("--json", type=Path, default=None, help="write the figures here")
+    c.add_argument("--waves-dir", type=Path, default=None,
+                   help="where a mismatching sample's waveform goes (default: beside --json, else build/cosim)")
+    c.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_hw_args(c)
+
+    k = sub.add_parser("calibrate", help="choose an early-exit threshold on the training split; write a new bundle")
+    k.add_argument("bundle", type=Path)
+    k.add_argument("--rule", required=True, choices=("margin", "softmax"), help="exit rule to calibrate")
+    k.add_argument("--target-accuracy-drop", type=_drop_points, default=0.0,
+                   help="largest accuracy loss (points) versus no exit allowed on the training split (default 0)")
+    k.add_argument("--dataset", default=None, help="default: the bundle's data set")
+    k.add_argument("--timesteps", type=_positive_int, default=None, help="T_max (default: the bundle's T)")
+    k.add_argument("--samples", type=_positive_int, default=None, help="only the first N training samples")
+    k.add_argument("--json", type=Path, default=None, help="write the figures here")
+    k.add_argument("--out", required=True, type=Path, help="bundle file to write (.qsb)")
+
+    a = sub.add_parser("atsnn-table", help="the ATSNN paper's Table 1 on this data set: snn, snn+exit, atsnn")
+    a.add_argument("--dataset", default="mnist5k")
+    a.add_argument("--arch", default="mlp")
+    a.add_argument("--timesteps", type=_positive_int, default=4, help="T_max")
+    a.add_argument("--epochs", type=_positive_int, default=20)
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--td-weights", default=None, help="atsnn loss weights (default: uniform)")
+    a.add_argument("--target-accuracy-drop", type=_drop_points, default=0.0,
+                   help="accuracy points the exit may lose on the training split (default 0)")
+    a.add_argument("--snn-bundle", type=Path, default=None, help="use this snn bundle instead of training one")
+    a.add_argument("--atsnn-bundle", type=Path, default=None, help="use this atsnn bundle instead of training one")
+    a.add_argument("--quiet", action="store_true", help="no progress bars")
+    a.add_argument("--out", required=True, type=Path, help="folder for runs, bundles, table.md and table.json")
 
     f = sub.add_parser("flow", help="the whole flow: train, quantize, eval (and the hardware steps)")
     f.add_argument("--dataset", default="mnist5k")
@@ -80,9 +138,39 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--timesteps", type=_positive_int, default=4)
     f.add_argument("--epochs", type=_positive_int, default=15)
     f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--lanes", type=_positive_int, default=8)
+    f.add_argument("--cosim-samples", type=_positive_int, default=100)
     f.add_argument("--out", type=Path, default=Path("build/flow"))
     f.add_argument("--quiet", action="store_true")
+
+    from quickspike.synth.command import add_arguments as _synth_arguments
+    _synth_arguments(sub.add_parser("synth", help="synthesize the accelerator for an FPGA: yosys, nextpnr, bitstream"))
+    from quickspike.run_client import add_arguments as _run_arguments
+    _run_arguments(sub.add_parser("run", help="run test samples on an FPGA board over its UART, checked against the golden model"))
     return p
+
+
+#: Explicit limits of the generated design (HwConfig fields); the rest is sized to fit the bundle.
+_HW_OPTIONS = {
+    "weight_words": "weight RAM depth (words of `lanes` weights)",
+    "neuron_words": "membrane/current RAM depth (words)",
+    "event_words": "spike event buffer depth (entries)",
+    "max_layers": "layers the register file holds",
+    "max_inputs": "largest first-layer input (pixels)",
+    "max_outputs": "largest output layer (classes)",
+    "max_map": "largest conv map height/width",
+    "max_timesteps": "largest timestep count",
+}
+
+
+def _add_hw_args(p: argparse.ArgumentParser) -> None:
+    hw = p.add_argument_group("hardware limits (default: the smallest that fit the bundle)")
+    for name, text in _HW_OPTIONS.items():
+        hw.add_argument(f"--{name.replace('_', '-')}", type=_positive_int, default=None, help=text)
+
+
+def _hw_overrides(args) -> dict:
+    return {name: getattr(args, name) for name in _HW_OPTIONS if getattr(args, name) is not None}
 
 
 def _cmd_train(args) -> int:
@@ -90,9 +178,12 @@ def _cmd_train(args) -> int:
 
     if args.leak_shift < 0:
         raise UsageError(f"--leak-shift must be 0 or more, not {args.leak_shift}")
+    if args.td_weights is not None and args.algo != "atsnn":
+        raise UsageError("--td-weights applies to --algo atsnn only")
+    extra = {} if args.td_weights is None else {"td_weights": args.td_weights}
     opts = TrainOptions(dataset=args.dataset, algo=args.algo, arch=args.arch, timesteps=args.timesteps,
                         epochs=args.epochs, seed=args.seed, batch_size=args.batch_size, lr=args.lr,
-                        leak_shift=args.leak_shift)
+                        leak_shift=args.leak_shift, **extra)
     summary = train(opts, args.out, progress=not args.quiet)
     print(f"trained {opts.algo}/{opts.arch} on {opts.dataset}: float accuracy {summary['float_accuracy']:.4f}, "
           f"quantization-aware {summary['qat_accuracy']:.4f} -> {args.out}")
@@ -116,10 +207,31 @@ def _cmd_eval(args) -> int:
     from quickspike.sw.report import eval_table
 
     net = load_bundle(args.bundle)
-    result = evaluate_bundle(net, load_dataset(args.dataset), args.timesteps, args.samples)
+    from quickspike.sw.spec import ExitSpec
+
+    result = evaluate_bundle(net, load_dataset(args.dataset), args.timesteps, args.samples,
+                             exit=ExitSpec() if args.no_exit else None)
     print(eval_table(result))
     if args.json:
         atomic_write_text(args.json, json.dumps(result, indent=2))
+    return 0
+
+
+def _cmd_calibrate(args) -> int:
+    from quickspike.sw.calibrate import calibrate_command
+
+    calibrate_command(args.bundle, args.rule, args.target_accuracy_drop, args.out, dataset=args.dataset,
+                      timesteps=args.timesteps, samples=args.samples, json_path=args.json)
+    return 0
+
+
+def _cmd_atsnn_table(args) -> int:
+    from quickspike.sw.table import TableOptions, atsnn_table
+
+    atsnn_table(TableOptions(dataset=args.dataset, arch=args.arch, timesteps=args.timesteps, epochs=args.epochs,
+                             seed=args.seed, td_weights=args.td_weights, drop=args.target_accuracy_drop,
+                             snn_bundle=args.snn_bundle, atsnn_bundle=args.atsnn_bundle, out=args.out,
+                             progress=not args.quiet))
     return 0
 
 
@@ -127,11 +239,85 @@ def _cmd_flow(args) -> int:
     from quickspike.flow import FlowOptions, run_flow
 
     run_flow(FlowOptions(dataset=args.dataset, arch=args.arch, timesteps=args.timesteps, epochs=args.epochs,
-                         seed=args.seed, out=args.out, progress=not args.quiet))
+                         seed=args.seed, lanes=args.lanes, cosim_samples=args.cosim_samples,
+                         out=args.out, progress=not args.quiet))
     return 0
 
 
-COMMANDS = {"train": _cmd_train, "quantize": _cmd_quantize, "eval": _cmd_eval, "flow": _cmd_flow}
+def _cmd_generate(args) -> int:
+    from quickspike.cosim.run import hwconfig_for
+    from quickspike.hw.generate import TOP_NAME, generate_verilog, manifest
+    from quickspike.hw.layout import network_layout
+    from quickspike.sw.bundle import load_bundle
+    from quickspike.sw.files import atomic_write_text
+
+    net = load_bundle(args.bundle)
+    hwcfg = hwconfig_for(net, args.lanes, args.timesteps, **_hw_overrides(args))
+    verilog = generate_verilog(hwcfg, TOP_NAME)
+    lay = network_layout(net, hwcfg.lanes)
+    info = manifest(hwcfg, TOP_NAME)
+    info["verilog"] = f"{TOP_NAME}.v"
+    info["bundle"] = {
+        "path": str(args.bundle), "layers": len(net.layers), "timesteps": net.timesteps,
+        "uses": {"weight_words": lay.weight_words, "neuron_words": lay.neuron_words,
+                 "event_words": lay.event_words},
+    }
+    vpath = atomic_write_text(args.out / f"{TOP_NAME}.v", verilog)
+    mpath = atomic_write_text(args.out / "manifest.json", json.dumps(info, indent=2, sort_keys=True))
+    kib = sum(info["memories_bits"].values()) / 8192
+    print(f"generated {vpath} ({len(verilog.splitlines())} lines, {hwcfg.lanes} lanes, {kib:.1f} KiB of RAM: "
+          f"weights {hwcfg.weight_words}, neurons {hwcfg.neuron_words}, events {hwcfg.event_words} words) "
+          f"and {mpath}")
+    return 0
+
+
+def _cmd_cosim(args) -> int:
+    from quickspike.cosim.run import CosimOptions, cosim_table, run_cosim
+    from quickspike.sw.files import atomic_write_text
+
+    waves_dir = args.waves_dir
+    if waves_dir is None and args.json is not None:
+        waves_dir = args.json.parent / f"{args.json.stem}-waves"
+    opts = CosimOptions(bundle=args.bundle, dataset=args.dataset, samples=args.samples, engine=args.engine,
+                        lanes=args.lanes, timesteps=args.timesteps, hw=_hw_overrides(args),
+                        waves_dir=waves_dir, progress=not args.quiet)
+    report = run_cosim(opts)
+    print(cosim_table(report.figures))
+    if args.json:
+        atomic_write_text(args.json, json.dumps(report.figures, indent=2))
+    if report.ok:
+        return 0
+    *lines, count = report.mismatch_lines()
+    for line in lines:
+        print(f"mismatch: {line}", file=sys.stderr)
+    print(count, file=sys.stderr)
+    if report.waves:
+        print(f"waveform of sample {report.mismatches[0].sample}: {report.waves}", file=sys.stderr)
+    return 1
+
+
+COMMANDS = {"train": _cmd_train, "quantize": _cmd_quantize, "eval": _cmd_eval, "generate": _cmd_generate,
+            "cosim": _cmd_cosim, "flow": _cmd_flow}
+
+COMMANDS.update({"calibrate": _cmd_calibrate, "atsnn-table": _cmd_atsnn_table})
+
+
+def _cmd_synth(args) -> int:
+    from quickspike.synth.command import run_command
+
+    return run_command(args)
+
+
+COMMANDS["synth"] = _cmd_synth
+
+
+def _cmd_run(args) -> int:
+    from quickspike.run_client import run_command
+
+    return run_command(args)
+
+
+COMMANDS["run"] = _cmd_run
 
 
 def main(argv: list[str] | None = None) -> int:

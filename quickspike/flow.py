@@ -27,6 +27,8 @@ class FlowOptions:
     timesteps: int = 4
     epochs: int = 15
     seed: int = 0
+    lanes: int = 8
+    cosim_samples: int = 100
     out: Path = Path("build/flow")
     progress: bool = True
 
@@ -79,6 +81,33 @@ def _eval(ctx: FlowContext) -> dict:
     return result
 
 
+def _generate(ctx: FlowContext) -> dict:
+    from quickspike.cosim.run import hwconfig_for
+    from quickspike.hw.generate import TOP_NAME, generate_verilog, manifest
+    from quickspike.sw.bundle import load_bundle
+
+    hwcfg = hwconfig_for(load_bundle(ctx.bundle), ctx.opts.lanes)
+    verilog = generate_verilog(hwcfg, TOP_NAME)
+    atomic_write_text(ctx.opts.out / "hw" / f"{TOP_NAME}.v", verilog)
+    atomic_write_text(ctx.opts.out / "hw" / "manifest.json", json.dumps(manifest(hwcfg, TOP_NAME), indent=2))
+    return {"lanes": hwcfg.lanes, "verilog_lines": len(verilog.splitlines())}
+
+
+def _cosim(ctx: FlowContext) -> dict:
+    from quickspike.cosim.run import CosimOptions, run_cosim
+    from quickspike.errors import UserError
+
+    report = run_cosim(CosimOptions(bundle=ctx.bundle, dataset=ctx.opts.dataset, samples=ctx.opts.cosim_samples,
+                                    engine="cocotb", lanes=ctx.opts.lanes, waves_dir=ctx.opts.out / "cosim",
+                                    progress=ctx.opts.progress))
+    atomic_write_text(ctx.opts.out / "cosim.json", json.dumps(report.figures, indent=2))
+    if not report.ok:
+        raise UserError(f"cosim: {len(report.mismatches)} mismatches; first: {report.mismatch_lines(1)[0]}")
+    keys = ("samples", "mismatches", "accuracy_rtl", "accuracy_golden", "cycles_per_inference",
+            "lower_bound_cycles", "samples_per_second")
+    return {k: report.figures[k] for k in keys}
+
+
 STEPS: list[FlowStep] = [
     FlowStep("train", lambda c: c.run_dir / "train.json", _train,
              lambda r: f"float {r['float_accuracy']:.4f}, QAT {r['qat_accuracy']:.4f}"),
@@ -86,6 +115,12 @@ STEPS: list[FlowStep] = [
              lambda r: f"integer accuracy {r['int_accuracy']:.4f}, layers {r['layers']}"),
     FlowStep("eval", lambda c: c.opts.out / "eval.json", _eval,
              lambda r: ", ".join(f"T={t}: {v['accuracy']:.4f}" for t, v in r["by_timesteps"].items())),
+    FlowStep("generate", lambda c: c.opts.out / "hw" / "manifest.json", _generate,
+             lambda r: f"{r['lanes']} lanes, {r['verilog_lines']} lines of Verilog"),
+    FlowStep("cosim", lambda c: c.opts.out / "cosim.json", _cosim,
+             lambda r: (f"{r['samples']} samples, {r['mismatches']} mismatches, RTL acc {r['accuracy_rtl']:.4f}, "
+                        f"{r['cycles_per_inference']:.0f} cycles (bound {r['lower_bound_cycles']:.0f}), "
+                        f"{r['samples_per_second']:.1f} samples/s")),
 ]
 
 

@@ -1,17 +1,25 @@
-"""Evaluation of a bundle with the golden integer model on a data set's test split."""
+"""Evaluation of a bundle with the golden integer model on a data set's test split.
+
+With an early-exit rule (the bundle's, unless overridden: ``ExitSpec()`` is
+``--no-exit``) every sample runs until the rule holds or ``T``; the result reports
+the accuracy, the average timesteps actually run, a histogram of the exit timesteps
+(``{t: samples}``, summing to the sample count) and the synaptic-operation
+complexity relative to the same bundle at fixed ``T`` (:mod:`quickspike.sw.complexity`).
+"""
 
 from __future__ import annotations
 
 import time
 
 import numpy as np
+import torch
 
 from quickspike.errors import UsageError
 from quickspike.sw.data import Dataset
-from quickspike.sw.golden import run_golden
 from quickspike.sw.network import IntNetwork
+from quickspike.sw.spec import ExitSpec
 
-__all__ = ["check_compatible", "evaluate_bundle"]
+__all__ = ["check_compatible", "evaluate_bundle", "exit_histogram"]
 
 
 def check_compatible(net: IntNetwork, data: Dataset) -> None:
@@ -22,35 +30,64 @@ def check_compatible(net: IntNetwork, data: Dataset) -> None:
         raise UsageError(f"data set {data.name} has {data.num_classes} classes, the bundle only {net.num_classes}")
 
 
+def exit_histogram(timesteps: torch.Tensor, T: int) -> dict[str, int]:
+    """``{t: samples that stopped after t timesteps}`` for ``t = 1..T`` (JSON keys are strings)."""
+    counts = torch.bincount(timesteps.to(torch.int64), minlength=T + 1)
+    return {str(t): int(counts[t]) for t in range(1, T + 1)}
+
+
 def evaluate_bundle(net: IntNetwork, data: Dataset, timesteps: list[int] | None = None,
-                    samples: int | None = None) -> dict:
-    """Golden-model accuracy on the test split, at the bundle's T or each T given."""
+                    samples: int | None = None, *, exit: ExitSpec | None = None,
+                    complexity: bool = True) -> dict:
+    """Golden-model accuracy on the test split, at the bundle's T or each T given.
+
+    ``exit`` overrides the bundle's early-exit rule (``ExitSpec()``: run every sample
+    for the full ``T``). ``complexity=False`` skips the synaptic-operation count.
+    """
+    from quickspike.sw.complexity import run_with_complexity
+    from quickspike.sw.golden import run_golden
+
     check_compatible(net, data)
+    rule = net.exit if exit is None else exit
     x, y = data.x_test, data.y_test
     if samples is not None:
         x, y = x[:samples], y[:samples]
     labels = np.asarray(y)
+    n = len(labels)
     ts = timesteps or [net.timesteps]
     by_t = {}
     t0 = time.perf_counter()
     for T in ts:
-        r = run_golden(net, x, T)
+        if complexity:
+            r, cx = run_with_complexity(net, x, T, exit=rule)
+        else:
+            r, cx = run_golden(net, x, T, exit=rule), None
         by_t[T] = {
-            "accuracy": float((r.predicted.numpy() == labels).mean()) if len(labels) else 0.0,
-            "avg_timesteps": float(r.timesteps.double().mean()) if len(labels) else 0.0,
-            "avg_spikes": float(r.spike_counts.sum(dim=(1, 2)).double().mean()) if len(labels) else 0.0,
+            "accuracy": float((r.predicted.numpy() == labels).mean()) if n else 0.0,
+            "avg_timesteps": float(r.timesteps.double().mean()) if n else 0.0,
+            "avg_spikes": float(r.spike_counts.sum(dim=(1, 2)).double().mean()) if n else 0.0,
+            "exit_histogram": exit_histogram(r.timesteps, T),
         }
+        if cx is not None:
+            by_t[T].update(cx.summary())
     seconds = time.perf_counter() - t0
-    main = by_t[ts[-1] if timesteps else net.timesteps]
+    main_t = ts[-1] if timesteps else net.timesteps
+    main = by_t[main_t]
     result = {
         "bundle_algo": net.meta.get("algo", "snn"),
         "dataset": data.name,
-        "samples": int(len(labels)),
-        "timesteps": ts[-1] if timesteps else net.timesteps,
+        "samples": int(n),
+        "timesteps": main_t,
+        "exit": rule.to_dict(),
         "accuracy": main["accuracy"],
         "avg_timesteps": main["avg_timesteps"],
-        "golden_samples_per_second": round(len(labels) * len(ts) / seconds, 1) if seconds > 0 else None,
+        "avg_spikes": main["avg_spikes"],
+        "exit_histogram": main["exit_histogram"],
+        "golden_samples_per_second": round(n * len(ts) / seconds, 1) if seconds > 0 else None,
     }
+    if complexity:
+        result["relative_complexity"] = main["relative_complexity"]
+        result["avg_sops"] = main["avg_sops"]
     if timesteps:
         result["by_timesteps"] = {str(T): v for T, v in by_t.items()}
     return result

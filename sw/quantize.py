@@ -62,6 +62,8 @@ def quantize_run(run: Path | str, out: Path | str) -> tuple[IntNetwork, Path]:
         "algo": opts["algo"], "arch": opts["arch"], "dataset": opts["dataset"], "seed": opts["seed"],
         "float_accuracy": summary["float_accuracy"], "qat_accuracy": summary["qat_accuracy"],
     }
+    if opts["algo"] == "atsnn":
+        meta["td_weights"] = opts.get("td_weights")
     net = export_network(model, opts["timesteps"], meta)
-    net.meta["int_accuracy"] = evaluate_bundle(net, load_dataset(opts["dataset"]))["accuracy"]
+    net.meta["int_accuracy"] = evaluate_bundle(net, load_dataset(opts["dataset"]), complexity=False)["accuracy"]
     return net, save_bundle(net, out)

@@ -1,9 +1,12 @@
-"""Training of fixed-T LIF SNNs with surrogate gradients (``--algo snn``).
+"""Training of LIF SNNs with surrogate gradients (``--algo snn`` and ``--algo atsnn``).
 
 Direct input encoding (the pixels feed the first layer every timestep), spiking
 hidden layers, non-spiking output integrators, quantization-aware from the first
-step (see :mod:`quickspike.sw.model`). Loss: cross-entropy of the time-averaged
-output potential. Seeded and reproducible on the CPU.
+step (see :mod:`quickspike.sw.model`). Loss: ``snn`` (fixed T): cross-entropy of the
+time-averaged output potential after ``T`` timesteps; ``atsnn`` (adaptive timestep):
+the time-dependent loss of :mod:`quickspike.sw.atsnn`, a weighted sum over every
+timestep ``t <= T`` of the cross-entropy of the output averaged up to ``t``
+(weights ``--td-weights``). Seeded and reproducible on the CPU.
 
 A run directory holds ``model.pt`` (config + weights), ``train.json`` (the options,
 the per-epoch history and the float and quantized test accuracies).
@@ -25,13 +28,15 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from quickspike.errors import UsageError
+from quickspike.sw.atsnn import DEFAULT_TD_WEIGHTS, TD_WEIGHTS, time_dependent_loss, timestep_weights
 from quickspike.sw.data import Dataset, load_dataset
 from quickspike.sw.files import atomic_write_bytes, atomic_write_text
 from quickspike.sw.model import ModelConfig, SNNModel
 
-__all__ = ["TrainOptions", "train", "load_run", "evaluate_float"]
+__all__ = ["ALGOS", "TrainOptions", "train", "load_run", "evaluate_float", "accuracy_by_timestep"]
 
-ALGOS = ("snn",)
+#: ``snn``: fixed-T loss; ``atsnn``: time-dependent loss for an adaptive (early-exit) timestep.
+ALGOS = ("snn", "atsnn")
 
 
 @dataclass(frozen=True)
@@ -47,10 +52,14 @@ class TrainOptions:
     leak_shift: int = 2
     #: Random shifts of up to this many pixels (training images only).
     augment_shift: int = 1
+    #: atsnn only: the weights of the timesteps in the loss (:data:`quickspike.sw.atsnn.TD_WEIGHTS`).
+    td_weights: str = DEFAULT_TD_WEIGHTS
 
     def validate(self) -> None:
         if self.algo not in ALGOS:
             raise UsageError(f"unknown --algo {self.algo!r}; expected one of {', '.join(ALGOS)}")
+        if self.td_weights not in TD_WEIGHTS:
+            raise UsageError(f"unknown --td-weights {self.td_weights!r}; expected one of {', '.join(TD_WEIGHTS)}")
         for name in ("timesteps", "epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
@@ -85,6 +94,19 @@ def evaluate_float(model: SNNModel, x: np.ndarray, y: np.ndarray, timesteps: int
     return correct / max(1, len(x))
 
 
+def accuracy_by_timestep(model: SNNModel, x: np.ndarray, y: np.ndarray, timesteps: int,
+                         batch_size: int = 500) -> list[float]:
+    """Quantization-aware test accuracy after each timestep ``1..timesteps`` (no early exit)."""
+    model.eval()
+    correct = torch.zeros(timesteps, dtype=torch.int64)
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            pots = model(torch.from_numpy(np.array(x[i:i + batch_size])), timesteps, quantized=True)
+            labels = torch.from_numpy(np.array(y[i:i + batch_size]))
+            correct += (pots.argmax(dim=2) == labels[:, None]).sum(dim=0)
+    return [round(int(c) / max(1, len(x)), 6) for c in correct]
+
+
 def train(opts: TrainOptions, out: Path, data: Dataset | None = None, progress: bool = True) -> dict:
     """Train a model as ``opts`` says and save the run in ``out``; return the summary."""
     opts.validate()
@@ -99,6 +121,7 @@ def train(opts: TrainOptions, out: Path, data: Dataset | None = None, progress: 
     sched = torch.optim.lr_scheduler.OneCycleLR(optim, max_lr=opts.lr, total_steps=steps, pct_start=0.15)
     x_train = torch.from_numpy(np.array(data.x_train))
     y_train = torch.from_numpy(np.array(data.y_train))
+    td = timestep_weights(opts.td_weights, opts.timesteps).float() if opts.algo == "atsnn" else None
     history = []
     t0 = time.time()
     for epoch in range(opts.epochs):
@@ -112,7 +135,10 @@ def train(opts: TrainOptions, out: Path, data: Dataset | None = None, progress: 
             xb = _shift_batch(x_train[idx].float(), opts.augment_shift, gen)
             yb = y_train[idx]
             pots = model(xb, opts.timesteps, quantized=True)
-            loss = F.cross_entropy(pots[:, -1] / opts.timesteps, yb)
+            if td is None:
+                loss = F.cross_entropy(pots[:, -1] / opts.timesteps, yb)
+            else:
+                loss = time_dependent_loss(pots, yb, td)
             optim.zero_grad()
             loss.backward()
             optim.step()
@@ -133,6 +159,7 @@ def train(opts: TrainOptions, out: Path, data: Dataset | None = None, progress: 
         "history": history,
         "float_accuracy": evaluate_float(model, data.x_test, data.y_test, opts.timesteps, quantized=False),
         "qat_accuracy": history[-1]["test_accuracy_qat"] if history else None,
+        "qat_accuracy_by_timestep": accuracy_by_timestep(model, data.x_test, data.y_test, opts.timesteps),
         "train_seconds": round(time.time() - t0, 1),
     }
     out.mkdir(parents=True, exist_ok=True)

@@ -88,8 +88,9 @@ def test_encode_network_words():
     words = P.encode_network(net, cfg)
     ops = [w >> 60 for w in words]
     lay = network_layout(net, 4)
-    n_reg = 2 + 3 + len(net.layers) * len(P.LAYER_FIELDS)     # T, layers, exit rule/threshold/shift
-    assert ops[:n_reg] == [P.OP["REG"]] * n_reg
+    # T, layers, exit rule/threshold/shift, compensation enable (off: the other registers are not sent)
+    n_reg = 2 + 3 + 1 + len(net.layers) * len(P.LAYER_FIELDS)
+    assert ops[:n_reg] == [P.OP["REG"]] * n_reg and ops[n_reg] == P.OP["WADDR"]
     n_wdata = ops.count(P.OP["WDATA"])
     assert n_wdata == lay.weight_words * P.beats_per_word(net.spec, 4)
     assert all(w < 1 << P.IN_WIDTH for w in words)
@@ -144,6 +145,7 @@ def test_generate_verilog_and_manifest():
     m = json.loads(manifest_json(cfg))
     assert m["ports"]["cmd__payload"] == P.IN_WIDTH and m["hwcfg"]["lanes"] == 3
     assert m["protocol"]["exit_rules"] == {"none": 0, "margin": 1, "softmax": 2}
+    assert m["protocol"]["result_tags"]["READOUT"] == P.TAG["READOUT"] == 5
     with pytest.raises(TypeError):
         generate_verilog({"lanes": 3})
     with pytest.raises(ValueError):

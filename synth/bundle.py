@@ -1,0 +1,65 @@
+"""Synthesizing the accelerator for a bundle: :func:`synthesize_bundle`.
+
+Sizes a :class:`~quickspike.hw.config.HwConfig` for the bundle's network
+(:meth:`HwConfig.from_network`, or one given), generates its Verilog and manifest, and
+runs :func:`~quickspike.synth.run.synthesize`. ``hwcfg.json`` and ``manifest.json`` are
+written beside the synthesis artifacts, and the result records the configuration.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from quickspike.synth.run import SynthResult, synthesize
+from quickspike.synth.targets import Target
+
+__all__ = ["synthesize_bundle", "synthesize_hwcfg"]
+
+
+def synthesize_hwcfg(hwcfg, target: "str | Target", out_dir: "str | Path", freq_mhz: float | None = None,
+                     **kwargs) -> SynthResult:
+    """Generate the accelerator for ``hwcfg`` and synthesize it for ``target``."""
+    from quickspike.hw.generate import TOP_NAME, generate_verilog, manifest
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "hwcfg.json").write_text(json.dumps(hwcfg.to_dict(), indent=2, sort_keys=True) + "\n")
+    (out / "manifest.json").write_text(json.dumps(manifest(hwcfg), indent=2, sort_keys=True) + "\n")
+    return synthesize(generate_verilog(hwcfg), TOP_NAME, target, out, freq_mhz, **kwargs)
+
+
+def synthesize_bundle(bundle: "str | Path", target: "str | Target", out_dir: "str | Path",
+                      freq_mhz: float | None = None, *, lanes: int = 8, timesteps: int | None = None,
+                      pow2: bool = True, hw: dict | None = None, hwcfg=None, **kwargs) -> SynthResult:
+    """Size the accelerator for the network in ``bundle`` and synthesize it for ``target``.
+
+    The configuration is :meth:`HwConfig.from_network` for ``lanes`` with the explicit
+    limits in ``hw`` (``HwConfig`` field names, as ``quickspike generate`` takes them),
+    so the same options give the same design as ``generate`` and ``cosim``;
+    ``pow2=False`` keeps the memory depths exact instead of powers of two (this can save
+    block RAM). ``hwcfg`` replaces the sizing. The network must fit the configuration
+    (:func:`~quickspike.hw.fit.check_fits`, for ``timesteps``). Other keyword
+    arguments go to :func:`~quickspike.synth.run.synthesize`.
+    """
+    from quickspike.errors import FitError, UsageError
+    from quickspike.hw.config import HwConfig
+    from quickspike.hw.fit import check_fits
+    from quickspike.sw.bundle import load_bundle
+
+    net = load_bundle(bundle)
+    if hwcfg is None:
+        if isinstance(lanes, bool) or not isinstance(lanes, int) or not 1 <= lanes <= 64:
+            raise UsageError(f"lanes = {lanes!r} is out of range [1, 64]")
+        overrides = {k: v for k, v in (hw or {}).items() if v is not None}
+        for name, value in overrides.items():
+            try:
+                HwConfig(spec=net.spec, **{name: value})
+            except (TypeError, ValueError) as e:
+                raise UsageError(f"--{name.replace('_', '-')}: {e}") from None
+        try:
+            hwcfg = HwConfig.from_network(net, lanes, pow2=pow2, **overrides)
+        except (TypeError, ValueError) as e:
+            raise FitError(f"the network does not fit any generated design: {e}") from None
+    check_fits(net, hwcfg, timesteps=timesteps)
+    return synthesize_hwcfg(hwcfg, target, out_dir, freq_mhz, **kwargs)
