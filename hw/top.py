@@ -71,9 +71,9 @@ Datapath (``L`` = lanes; all RAMs are ``lib.memory`` with registered read ports)
      per word whose lanes hold a residual ``v >= REG_COMP_VMIN`` (exactly the neurons
      with ``q > 0``), with the pooled coordinates and the word's membrane address;
   2. *expansion* (``cexp``): the event-buffer expander re-reads each entry's membrane
-     word and emits one event per set lane carrying ``v`` clamped to ``[0, θ-1]``; the
-     address stages compute ``v · mul`` (G1, the one extra multiplier) and ``q =
-     min((v·mul) >> shift, 2**frac_bits - 1)`` (G2); the burst engine and the S2
+     word and emits one event per set lane carrying its ``v``; the address stages clamp
+     it to ``[0, θ-1]`` (G1), multiply by ``mul`` (G2, the one extra multiplier) and
+     make ``q = min((v·mul) >> shift, 2**frac_bits - 1)`` (loading G3); the burst engine and the S2
      multipliers accumulate ``W_out · q`` into the output layer's currents (cleared by
      its fire sweep, so they end up holding exactly ``C``) through the same flatten
      address map as spikes;
@@ -261,7 +261,7 @@ class Accelerator(wiring.Component):
         ev_x = Signal(MAPB)
         ev_sp = Signal(2 * MAPB)
         ev_m = Signal(IB)
-        ev_v = Signal(MB - 1)                  # compensation: the clamped residual
+        ev_v = Signal(signed(MB))              # compensation: the residual
         # G1
         g1_valid = Signal()
         g1_idx = Signal(IDXB + 2 * MAPB + 1)   # dense: c·in_hw + sp ; conv: c·k9
@@ -270,7 +270,7 @@ class Accelerator(wiring.Component):
         g1_ny = Signal(NCNT + MAPB + 1)
         g1_nx = Signal(NCNT + MAPB + 1)
         g1_m = Signal(IB)
-        g1_prod = Signal(MB - 1 + COMP_MUL_BITS)   # compensation: residual · mul
+        g1_vc = Signal(MB - 1)                 # compensation: the residual clamped to [0, θ-1]
         # G2
         g2_valid = Signal()
         g2_wa = Signal(WCNT + IDXB + 2 * MAPB + NCNT)
@@ -280,6 +280,7 @@ class Accelerator(wiring.Component):
         g2_jlo = Signal()
         g2_jhi = Signal(2)
         g2_m = Signal(MW)
+        g2_prod = Signal(MB - 1 + COMP_MUL_BITS)   # compensation: clamped residual · mul
         # G3 scatter
         g3_valid = Signal()
         g3_i = Signal(2)
@@ -338,28 +339,27 @@ class Accelerator(wiring.Component):
                 m.d.sync += g3_j.eq(g3_j + 1)
             with m.If(g3_lastb):
                 m.d.sync += g3_valid.eq(0)
-        # load G3 from G2
+        # load G3 from G2; compensation events: q = min((v · mul) >> shift, 2**frac_bits - 1).
+        # It saturates when v · mul has a bit at shift + frac_bits or above (a thermometer
+        # mask, no wide shifter); otherwise q is the low FB bits of the shifted product.
+        q_low = Signal(FB)
+        q_sat = Signal()
+        k_sat = Signal(range(COMP_SHIFT_MAX + FB + 1))
+        m.d.comb += [k_sat.eq(reg_comp_shift + reg_comp_fb), q_low.eq(g2_prod >> reg_comp_shift),
+                     q_sat.eq(Cat(*[g2_prod[i] & (k_sat <= i) for i in range(len(g2_prod))]).any())]
         g2_ready = Signal()
         m.d.comb += g2_ready.eq(~g2_valid | g3_ready)
         with m.If(g2_valid & g3_ready):
             i0 = Mux(g2_ilo, kw + (kw << 1), 0)   # g3_wrow/g3_nrow: row starts at j = 0
             m.d.sync += [
                 g3_valid.eq(1), g3_i.eq(g2_ilo), g3_j.eq(g2_jlo), g3_jlo.eq(g2_jlo),
-                g3_ihi.eq(g2_ihi), g3_jhi.eq(g2_jhi), g3_m.eq(g2_m),
+                g3_ihi.eq(g2_ihi), g3_jhi.eq(g2_jhi), g3_m.eq(Mux(cexp, Mux(q_sat, comp_top, q_low), g2_m)),
                 g3_wrow.eq(g2_wa + i0),
                 g3_nrow.eq(g2_na - Mux(g2_ilo, cur["row_stride"], 0)),
             ]
         # --- G2
         g1_ready = Signal()
         m.d.comb += g1_ready.eq(~g1_valid | g2_ready)
-        # compensation events: q = min((v · mul) >> shift, 2**frac_bits - 1). It saturates
-        # when v · mul has a bit at shift + frac_bits or above (a thermometer mask, no
-        # wide shifter); otherwise q is the low FB bits of the shifted product.
-        q_low = Signal(FB)
-        q_sat = Signal()
-        k_sat = Signal(range(COMP_SHIFT_MAX + FB + 1))
-        m.d.comb += [k_sat.eq(reg_comp_shift + reg_comp_fb), q_low.eq(g1_prod >> reg_comp_shift),
-                     q_sat.eq(Cat(*[g1_prod[i] & (k_sat <= i) for i in range(len(g1_prod))]).any())]
         with m.If(g2_ready):
             m.d.sync += g2_valid.eq(g1_valid)
             with m.If(g1_valid):
@@ -374,7 +374,7 @@ class Accelerator(wiring.Component):
                         g2_ilo.eq(g1_y + 1 >= h), g2_ihi.eq(Mux(g1_y >= 1, 2, 1)),
                         g2_jlo.eq(g1_x + 1 >= w), g2_jhi.eq(Mux(g1_x >= 1, 2, 1)),
                     ]
-                m.d.sync += g2_m.eq(Mux(cexp, Mux(q_sat, comp_top, q_low), g1_m))
+                m.d.sync += [g2_m.eq(g1_m), g2_prod.eq(g1_vc * reg_comp_mul)]
         # --- G1
         ev_ready = Signal()
         m.d.comb += ev_ready.eq(~ev_valid | g1_ready)
@@ -385,7 +385,8 @@ class Accelerator(wiring.Component):
                     m.d.sync += g1_idx.eq(ev_c * cur["in_hw"] + ev_sp)
                 with m.Else():
                     m.d.sync += g1_idx.eq(ev_c * cur["k9"])
-                m.d.sync += [g1_y.eq(ev_y), g1_x.eq(ev_x), g1_m.eq(ev_m), g1_prod.eq(ev_v * reg_comp_mul),
+                m.d.sync += [g1_y.eq(ev_y), g1_x.eq(ev_x), g1_m.eq(ev_m),
+                             g1_vc.eq(Mux(ev_v < 0, 0, Mux(ev_v > comp_thm1, comp_thm1, ev_v))),
                              g1_ny.eq((ev_y + 1) * cur["row_stride"]), g1_nx.eq((ev_x + 1) * kw)]
         # ev stage consumption (sources set ev_valid when they emit)
         with m.If(g1_ready):
@@ -444,13 +445,12 @@ class Accelerator(wiring.Component):
                 with m.If(can_load):
                     load_entry()
             with m.Elif(ev_ready):
-                # a compensation event carries its residual (re-read from the membrane
-                # RAM: the entry's word, presented since the entry was loaded),
-                # clamped to [0, threshold - 1]
-                rv = Array(_lane(v_rd.data, i, MB) for i in range(L))[low]
+                # a compensation event carries its residual, re-read from the membrane
+                # RAM (the entry's word, presented since the entry was loaded); G1 clamps
+                # it to [0, θ-1], G2 multiplies by mul, the G3 load makes q
                 m.d.sync += [ev_valid.eq(1), ev_c.eq(ent_g * L + low), ev_y.eq(ent_yp),
                              ev_x.eq(ent_xp), ev_sp.eq(ent_sp), ev_m.eq(1),
-                             ev_v.eq(Mux(rv < 0, 0, Mux(rv > comp_thm1, comp_thm1, rv)))]
+                             ev_v.eq(Array(_lane(v_rd.data, i, MB) for i in range(L))[low])]
                 rest = ent_mask & (ent_mask - 1)
                 with m.If(rest == 0):
                     with m.If(can_load):
