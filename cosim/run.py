@@ -19,6 +19,7 @@ the simulator start-up are reported separately as ``load_seconds`` and
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import sys
 import time
@@ -32,6 +33,7 @@ from quickspike.errors import FitError, UsageError, UserError
 from quickspike.hw.config import HwConfig
 from quickspike.hw.fit import check_fits
 from quickspike.sw.network import IntNetwork
+from quickspike.sw.spec import ExitSpec
 
 __all__ = ["HW_OVERRIDES", "CosimOptions", "CosimReport", "hwconfig_for", "run_cosim", "cosim_table"]
 
@@ -82,6 +84,8 @@ class CosimOptions:
     #: Where a mismatch's waveform goes (default: ``build/cosim``).
     waves_dir: Path | None = None
     progress: bool = True
+    #: Run the bundle at fixed T, ignoring its early-exit rule (same Verilog).
+    no_exit: bool = False
 
 
 @dataclass
@@ -139,6 +143,8 @@ def run_cosim(opts: CosimOptions, log: Callable[[str], None] | None = None) -> C
     if opts.engine not in engines.ENGINES:
         raise UsageError(f"unknown engine {opts.engine!r}; expected one of {', '.join(engines.ENGINES)}")
     net = load_bundle(opts.bundle)
+    if opts.no_exit:
+        net = dataclasses.replace(net, exit=ExitSpec())
     data = load_dataset(opts.dataset)
     check_compatible(net, data)
     n_test = len(data.x_test)

@@ -71,12 +71,13 @@ Datapath (``L`` = lanes; all RAMs are ``lib.memory`` with registered read ports)
      per word whose lanes hold a residual ``v >= REG_COMP_VMIN`` (exactly the neurons
      with ``q > 0``), with the pooled coordinates and the word's membrane address;
   2. *expansion* (``cexp``): the event-buffer expander re-reads each entry's membrane
-     word and emits one event per set lane carrying its ``v``; the address stages clamp
-     it to ``[0, θ-1]`` (G1), multiply by ``mul`` (G2, the one extra multiplier) and
-     make ``q = min((v·mul) >> shift, 2**frac_bits - 1)`` (loading G3); the burst engine and the S2
-     multipliers accumulate ``W_out · q`` into the output layer's currents (cleared by
-     its fire sweep, so they end up holding exactly ``C``) through the same flatten
-     address map as spikes;
+     word and emits one event per set lane carrying its ``v``; the address stages
+     clamp it to ``[0, θ-1]`` (G1), multiply by ``mul`` (G2, the one extra multiplier)
+     and make ``q = min((v·mul) >> shift, 2**frac_bits - 1)`` (loading G3, with a
+     thermometer mask for the saturation); the burst engine and the S2 multipliers
+     accumulate ``W_out · q`` into the output layer's currents (cleared by its fire
+     sweep, so they end up holding exactly ``C``) through the same flatten address
+     map as spikes;
   3. *readout sweep* (``rmode``) of the output layer, once the streamer has sent the
      ``POT`` words: ``sat(v_out + (C >> frac_bits))`` (arithmetic shift, no leak) into
      the output buffer (the membranes stay as they are);
@@ -97,11 +98,12 @@ layer-timestep (setup and pipeline drains: 1 + 4 for a fire phase, 1 + ~9 for an
 accumulate phase), a conv layer's fire sweep of ``H·W·ceil(K/L)`` words instead of
 ``ceil(K·H·W/L)``, the output streamer (``n_out + 1`` cycles, or the exit check above)
 when a timestep is shorter than it, and with an exit the decision latency at the
-exit timestep. The compensation pass costs ``events·ceil(n_out/L) + W_hidden +
-ceil(n_out/L) + 23`` cycles (``events``: neurons with ``q > 0``; ``W_hidden``: the
-words of the hidden sweep), i.e. 23 cycles of setups, drains and the READOUT words
-beyond its bound (measured; more with an exit rule, see above). On a 784-128-10 network with 8 lanes this measured 1.02-1.05x the
-bound; on tiny test networks the fixed overhead dominates.
+exit timestep. On a 784-128-10 network with 8 lanes this measured 1.02-1.05x the
+bound; on tiny test networks the fixed overhead dominates. The compensation pass
+costs ``events·ceil(n_out/L) + W_hidden + ceil(n_out/L) + 23`` cycles (``events``:
+neurons with ``q > 0``; ``W_hidden``: the words of the hidden sweep, ``H·W·ceil(K/L)``
+for a conv layer), i.e. 23 cycles of setups, pipeline drains and READOUT words beyond
+its share of the bound (measured; with an exit rule add the decision waits above).
 
 During a sample (after START) the command stream only carries PIXEL words (taken at
 the accumulate rate: ``cmd.ready`` low while the event pipeline is full) and RUN;

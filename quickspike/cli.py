@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="train an SNN and save a run directory")
-    t.add_argument("--algo", default="snn", help="training algorithm: snn (fixed T) or atsnn (time-dependent loss)")
+    t.add_argument("--algo", default="snn", help="training algorithm: snn (fixed T), atsnn (time-dependent loss) "
+                   "or icsnn (QCFS ANN converted to IF neurons)")
     t.add_argument("--td-weights", default=None,
                    help="atsnn: loss weights of the timesteps: uniform (default), increasing or decreasing")
     t.add_argument("--dataset", default="mnist5k", help="digits, mnist5k, an IDX folder or an .npz file")
@@ -72,12 +73,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--batch-size", type=_positive_int, default=64)
     t.add_argument("--leak-shift", type=int, default=2, help="hidden-layer leak: v -= v >> k (0: no leak)")
+    t.add_argument("--levels", type=_positive_int, default=None,
+                   help="icsnn: quantization levels L of the ANN's QCFS activation (default 4)")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.add_argument("--out", required=True, type=Path, help="run directory to write")
 
     q = sub.add_parser("quantize", help="export a training run to an integer bundle")
     q.add_argument("run", type=Path)
     q.add_argument("--out", required=True, type=Path, help="bundle file to write (.qsb)")
+    q.add_argument("--init", default=None,
+                   help="icsnn: initial membrane potentials: zero, half or fitted (default fitted)")
+    q.add_argument("--compensation", action=argparse.BooleanOptionalAction, default=None,
+                   help="icsnn: coding compensation at readout (default on)")
+    q.add_argument("--fit-samples", type=_positive_int, default=None,
+                   help="icsnn --init fitted: training images to fit on (default 256)")
 
     e = sub.add_parser("eval", help="golden-model accuracy of a bundle on a test split")
     e.add_argument("bundle", type=Path)
@@ -105,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--waves-dir", type=Path, default=None,
                    help="where a mismatching sample's waveform goes (default: beside --json, else build/cosim)")
     c.add_argument("--quiet", action="store_true", help="no progress output")
+    c.add_argument("--no-exit", action="store_true", help="run at fixed T, ignoring the bundle's exit rule")
     _add_hw_args(c)
 
     k = sub.add_parser("calibrate", help="choose an early-exit threshold on the training split; write a new bundle")
@@ -176,6 +186,10 @@ def _hw_overrides(args) -> dict:
 def _cmd_train(args) -> int:
     from quickspike.sw.train import TrainOptions, train
 
+    if args.algo == "icsnn":
+        return _train_icsnn(args)
+    if args.levels is not None:
+        raise UsageError("--levels applies to --algo icsnn only")
     if args.leak_shift < 0:
         raise UsageError(f"--leak-shift must be 0 or more, not {args.leak_shift}")
     if args.td_weights is not None and args.algo != "atsnn":
@@ -190,9 +204,40 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _train_icsnn(args) -> int:
+    from quickspike.sw.icsnn import DEFAULT_LEVELS, ICSNNOptions, train_icsnn
+
+    if args.td_weights is not None:
+        raise UsageError("--td-weights applies to --algo atsnn only")
+    opts = ICSNNOptions(dataset=args.dataset, arch=args.arch, timesteps=args.timesteps,
+                        levels=DEFAULT_LEVELS if args.levels is None else args.levels, epochs=args.epochs,
+                        seed=args.seed, batch_size=args.batch_size, lr=args.lr)
+    summary = train_icsnn(opts, args.out, progress=not args.quiet)
+    print(f"trained icsnn/{opts.arch} on {opts.dataset}: quantized ANN (L={opts.levels}) accuracy "
+          f"{summary['ann_accuracy']:.4f} -> {args.out}")
+    return 0
+
+
+def _quantize_icsnn(args) -> int:
+    from quickspike.sw.icsnn import quantize_icsnn_run
+
+    kw = {k: v for k, v in (("init", args.init), ("fit_samples", args.fit_samples)) if v is not None}
+    net, path = quantize_icsnn_run(args.run, args.out, compensation=args.compensation is not False, **kw)
+    print(f"bundle {path}: {len(net.layers)} layers, init {net.meta['v_init']['mode']} "
+          f"(v_init/θ {[round(layer.neuron.v_init / layer.neuron.threshold, 4) for layer in net.layers[:-1]]}), "
+          f"compensation {'on' if net.compensation.enabled else 'off'}: SNN accuracy {net.meta['int_accuracy']:.4f} "
+          f"at T={net.timesteps}, quantized ANN {net.meta['ann_accuracy']:.4f}")
+    return 0
+
+
 def _cmd_quantize(args) -> int:
+    from quickspike.sw.icsnn import is_icsnn_run
     from quickspike.sw.quantize import quantize_run
 
+    if is_icsnn_run(args.run):
+        return _quantize_icsnn(args)
+    if args.init is not None or args.compensation is not None or args.fit_samples is not None:
+        raise UsageError("--init, --compensation and --fit-samples apply to icsnn runs only")
     net, path = quantize_run(args.run, args.out)
     print(f"bundle {path}: {len(net.layers)} layers, integer accuracy {net.meta.get('int_accuracy', float('nan')):.4f} "
           f"(float {net.meta.get('float_accuracy', float('nan')):.4f})")
@@ -212,6 +257,10 @@ def _cmd_eval(args) -> int:
     result = evaluate_bundle(net, load_dataset(args.dataset), args.timesteps, args.samples,
                              exit=ExitSpec() if args.no_exit else None)
     print(eval_table(result))
+    if "ablation" in result:
+        from quickspike.sw.ablation import ablation_table
+
+        print(f"\n{ablation_table(result['ablation'])}")
     if args.json:
         atomic_write_text(args.json, json.dumps(result, indent=2))
     return 0
@@ -280,7 +329,7 @@ def _cmd_cosim(args) -> int:
         waves_dir = args.json.parent / f"{args.json.stem}-waves"
     opts = CosimOptions(bundle=args.bundle, dataset=args.dataset, samples=args.samples, engine=args.engine,
                         lanes=args.lanes, timesteps=args.timesteps, hw=_hw_overrides(args),
-                        waves_dir=waves_dir, progress=not args.quiet)
+                        waves_dir=waves_dir, progress=not args.quiet, no_exit=args.no_exit)
     report = run_cosim(opts)
     print(cosim_table(report.figures))
     if args.json:

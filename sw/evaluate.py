@@ -38,11 +38,13 @@ def exit_histogram(timesteps: torch.Tensor, T: int) -> dict[str, int]:
 
 def evaluate_bundle(net: IntNetwork, data: Dataset, timesteps: list[int] | None = None,
                     samples: int | None = None, *, exit: ExitSpec | None = None,
-                    complexity: bool = True) -> dict:
+                    complexity: bool = True, ablation: bool = True) -> dict:
     """Golden-model accuracy on the test split, at the bundle's T or each T given.
 
     ``exit`` overrides the bundle's early-exit rule (``ExitSpec()``: run every sample
     for the full ``T``). ``complexity=False`` skips the synaptic-operation count.
+    An ``icsnn`` bundle also gets ``ann_accuracy`` and the IC-SNN ``ablation``
+    (:mod:`quickspike.sw.ablation`) at the same timesteps, unless ``ablation=False``.
     """
     from quickspike.sw.complexity import run_with_complexity
     from quickspike.sw.golden import run_golden
@@ -90,4 +92,8 @@ def evaluate_bundle(net: IntNetwork, data: Dataset, timesteps: list[int] | None 
         result["avg_sops"] = main["avg_sops"]
     if timesteps:
         result["by_timesteps"] = {str(T): v for T, v in by_t.items()}
+    if ablation and net.meta.get("algo") == "icsnn":
+        from quickspike.sw.ablation import icsnn_ablation
+
+        result.update(icsnn_ablation(net, x, labels, ts))
     return result

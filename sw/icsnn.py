@@ -62,6 +62,7 @@ from quickspike.sw.spec import CompensationSpec, IntSpec, LayerSpec, NeuronSpec
 __all__ = [
     "DEFAULT_LEVELS", "ANNConfig", "QCFSNet", "qcfs", "ICSNNOptions", "train_icsnn", "load_icsnn_run",
     "is_icsnn_run", "export_icsnn", "compensation_for", "ann_levels", "ann_logits", "ann_accuracy",
+    "quantize_icsnn_run",
 ]
 
 #: Quantization levels of the QCFS activation. L = 4 measured best on mnist5k for
@@ -445,3 +446,65 @@ def ann_accuracy(net: IntNetwork, pixels, labels, levels: int | None = None) -> 
         return 0.0
     pred = argmax_first(ann_logits(net, pixels, levels))
     return float((pred.numpy() == np.asarray(labels)).mean())
+
+
+# ---------------------------------------------------------------------------------------
+# quickspike quantize for icsnn runs
+
+
+def quantize_icsnn_run(run: Path | str, out: Path | str, init: str | None = None, compensation: bool = True,
+                       frac_bits: int = 8, fit_samples: int = 256, data=None) -> tuple[IntNetwork, Path]:
+    """Convert ``icsnn`` training run ``run`` and save the bundle ``out``.
+
+    ``init``: :data:`quickspike.sw.icsnn_init.INIT_MODES` (default ``fitted``), fitted
+    on the first ``fit_samples`` training images (the split is already shuffled); the
+    fractions are fitted both without and with the compensation and both go into
+    ``meta["v_init"]`` (the ablation uses them), the bundle gets the one that matches
+    ``compensation``. ``meta`` also holds ``ann_accuracy`` (the integer ANN on the test
+    split) and ``int_accuracy`` (the converted SNN at the bundle's ``T``).
+    """
+    from dataclasses import replace
+
+    from quickspike.sw.bundle import save_bundle
+    from quickspike.sw.data import load_dataset
+    from quickspike.sw.golden import run_golden
+    from quickspike.sw.icsnn_init import DEFAULT_INIT, INIT_MODES, fit_timesteps, fit_v_init, init_fractions
+
+    init = DEFAULT_INIT if init is None else init
+    if init not in INIT_MODES:
+        raise UsageError(f"unknown --init {init!r}; expected one of {', '.join(INIT_MODES)}")
+    if isinstance(fit_samples, bool) or not isinstance(fit_samples, int) or fit_samples < 1:
+        raise UsageError(f"--fit-samples must be a positive integer, not {fit_samples!r}")
+    model, summary = load_icsnn_run(Path(run))
+    opts = summary["options"]
+    data = data or load_dataset(opts["dataset"])
+    meta = {
+        "algo": "icsnn", "arch": opts["arch"], "dataset": opts["dataset"], "seed": opts["seed"],
+        "levels": model.cfg.levels, "lambdas": [float(v) for v in model.lambdas.detach()],
+        "ann_float_accuracy": summary.get("ann_accuracy"),
+    }
+    base = export_icsnn(model, opts["timesteps"], meta)
+    comp = compensation_for(base, frac_bits)
+    xs = data.x_train[:fit_samples]
+    v_init: dict = {"mode": init}
+    if init == "fitted":
+        plain = fit_v_init(base, xs)
+        # the layers before the last hidden one do not see the compensation: keep their fit
+        with_comp = fit_v_init(replace(base, compensation=comp), xs, fixed=plain["fractions"][:-1])
+        v_init.update(without_compensation=plain["fractions"], with_compensation=with_comp["fractions"],
+                      fit={"samples": len(xs), "timesteps": plain["timesteps"], "objective": plain["objective"],
+                           "grid": len(plain["grid"]) - 1})
+    else:
+        v_init.update(without_compensation=init_fractions(base, init),
+                      with_compensation=init_fractions(replace(base, compensation=comp), init))
+    base.meta["v_init"] = v_init
+    base.meta["compensation"] = bool(compensation)
+    fractions = v_init["with_compensation" if compensation else "without_compensation"]
+    thetas = [layer.neuron.threshold for layer in base.layers[:-1]]
+    layers = tuple(replace(layer, neuron=replace(layer.neuron, v_init=int(round(f * th))))
+                   for layer, f, th in zip(base.layers, fractions, thetas)) + base.layers[-1:]
+    net = replace(base, layers=layers, compensation=comp if compensation else CompensationSpec()).validate()
+    net.meta["ann_accuracy"] = ann_accuracy(net, data.x_test, data.y_test)
+    r = run_golden(net, data.x_test, net.timesteps)
+    net.meta["int_accuracy"] = float((r.predicted.numpy() == np.asarray(data.y_test)).mean())
+    return net, save_bundle(net, out)

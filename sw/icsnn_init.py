@@ -39,13 +39,14 @@ from typing import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from quickspike.errors import UsageError
 from quickspike.sw.golden import encode_pixels, layer_current, lif_step, sum_pool
 from quickspike.sw.icsnn import ann_levels
 from quickspike.sw.network import IntNetwork
 
-__all__ = ["INIT_MODES", "DEFAULT_INIT", "FIT_GRID", "with_v_init", "init_fractions", "v_init_fractions",
+__all__ = ["INIT_MODES", "DEFAULT_INIT", "FIT_GRID", "OBJECTIVES", "DEFAULT_OBJECTIVE", "fit_timesteps", "with_v_init", "init_fractions", "v_init_fractions",
            "fit_v_init", "conversion_error"]
 
 INIT_MODES = ("zero", "half", "fitted")
@@ -53,6 +54,9 @@ INIT_MODES = ("zero", "half", "fitted")
 DEFAULT_INIT = "fitted"
 #: Grid steps per threshold of the fitted search.
 FIT_GRID = 16
+#: ``current``: error of the next layer's input current; ``rate``: error of the layer's own rate.
+OBJECTIVES = ("current", "rate")
+DEFAULT_OBJECTIVE = "current"
 
 
 def with_v_init(net: IntNetwork, fractions: Sequence[float]) -> IntNetwork:
@@ -89,6 +93,19 @@ def init_fractions(net: IntNetwork, mode: str, pixels=None, **fit_kwargs) -> lis
     raise UsageError(f"unknown --init {mode!r}; expected one of {', '.join(INIT_MODES)}")
 
 
+def fit_timesteps(T: int) -> list[int]:
+    """The timesteps a fit for a bundle of ``T`` timesteps averages over: ``1, 2, 4, … < T`` and ``T``."""
+    return sorted({1 << k for k in range(T.bit_length()) if (1 << k) < T} | {T})
+
+
+def _timesteps(net: IntNetwork, timesteps) -> list[int]:
+    ts = fit_timesteps(net.timesteps) if timesteps is None else (
+        [timesteps] if isinstance(timesteps, int) else sorted(set(timesteps)))
+    if not ts or any(isinstance(t, bool) or not isinstance(t, int) or t < 1 for t in ts):
+        raise UsageError(f"fit timesteps must be positive integers, not {timesteps!r}")
+    return ts
+
+
 def _inputs(net: IntNetwork, pixels) -> tuple[torch.Tensor, torch.Tensor]:
     """The raw pixels as a tensor and the encoded first-layer input, shaped like the network's."""
     p = pixels if isinstance(pixels, torch.Tensor) else torch.as_tensor(np.array(pixels, dtype=np.int64))
@@ -115,7 +132,7 @@ def _hidden_runs(net: IntNetwork, x: torch.Tensor, upto: int, T: int):
 
 
 def _layer_sse(net: IntNetwork, index: int, currents: list[torch.Tensor], target: torch.Tensor,
-               v_init: int, timesteps: Sequence[int], objective: str = "rate") -> float:
+               v_init: int, timesteps: Sequence[int], objective: str = DEFAULT_OBJECTIVE) -> float:
     """Summed squared error of layer ``index`` against the ANN over ``timesteps``.
 
     ``rate``: of its rate against the ANN's ``target`` rate; ``current``: of the next
@@ -125,7 +142,7 @@ def _layer_sse(net: IntNetwork, index: int, currents: list[torch.Tensor], target
     neuron = replace(layer.neuron, v_init=v_init)
     comp = net.compensation if (net.compensation.enabled and index == len(net.layers) - 2) else None
     nxt = net.layers[index + 1]
-    w_next = torch.as_tensor(net.weights[index + 1], dtype=torch.float64)
+    w_next = torch.as_tensor(net.weights[index + 1], dtype=torch.float32)
     v = torch.full_like(currents[0], v_init)
     count = torch.zeros_like(currents[0], dtype=torch.float64)
     sse = 0.0
@@ -136,19 +153,17 @@ def _layer_sse(net: IntNetwork, index: int, currents: list[torch.Tensor], target
             n = count
             if comp is not None:
                 n = count + comp.fraction(v, neuron.threshold).to(torch.float64) / (1 << comp.frac_bits)
-            diff = n / t - target
+            diff = (n / t - target).to(torch.float32)
             if objective == "current":
-                if layer.kind == "conv":
-                    diff = sum_pool(diff, layer.pool)
+                if layer.kind == "conv" and layer.pool > 1:
+                    diff = F.avg_pool2d(diff, layer.pool) * (layer.pool * layer.pool)
                 diff = _apply(nxt, w_next, diff)
-            sse += float((diff ** 2).sum())
+            sse += float((diff.double() ** 2).sum())
     return sse
 
 
 def _apply(layer, weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``W · x`` of ``layer`` in float64 (no rounding: ``x`` is a rate difference)."""
-    import torch.nn.functional as F
-
+    """``W · x`` of ``layer`` in float32 (no rounding: ``x`` is a rate difference)."""
     if layer.kind == "dense":
         return x.reshape(x.shape[0], -1) @ weight.T
     return F.conv2d(x, weight, padding=layer.kernel // 2)
@@ -156,24 +171,27 @@ def _apply(layer, weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 def fit_v_init(net: IntNetwork, pixels, timesteps: int | Sequence[int] | None = None,
                grid: int = FIT_GRID, batch_size: int = 250, levels: int | None = None,
-               objective: str = "rate") -> dict:
+               objective: str = DEFAULT_OBJECTIVE, fixed: Sequence[float] = ()) -> dict:
     """Fit ``v_init / θ`` per hidden layer (see the module docstring).
 
-    Returns ``{"fractions": [...], "errors": [[E_l(f) for f in grid] per layer],
-    "grid": [f...], "timesteps": [...]}``.
+    ``fixed``: fractions of the first hidden layers, kept as given (not searched).
+    Returns ``{"fractions": [...], "errors": [[E_l(f) for f in grid] per searched layer],
+    "grid": [f...], "timesteps": [...], "objective": ...}``.
     """
-    ts = sorted({net.timesteps} if timesteps is None else ({timesteps} if isinstance(timesteps, int) else set(timesteps)))
-    if not ts or any(isinstance(t, bool) or not isinstance(t, int) or t < 1 for t in ts):
-        raise UsageError(f"fit timesteps must be positive integers, not {timesteps!r}")
+    if objective not in OBJECTIVES:
+        raise UsageError(f"unknown fit objective {objective!r}; expected one of {', '.join(OBJECTIVES)}")
+    ts = _timesteps(net, timesteps)
     p_all, x_all = _inputs(net, pixels)
     if not len(x_all):
         raise UsageError("the fitted initial potential needs at least one training sample")
     fracs = [k / grid for k in range(grid + 1)]
     hidden = len(net.layers) - 1
-    chosen: list[float] = []
+    chosen: list[float] = [float(f) for f in fixed]
+    if len(chosen) > hidden:
+        raise UsageError(f"{len(chosen)} fixed initial potentials for {hidden} hidden layers")
     errors: list[list[float]] = []
-    work = with_v_init(net, [0.0] * hidden)
-    for index in range(hidden):
+    work = with_v_init(net, chosen + [0.0] * (hidden - len(chosen)))
+    for index in range(len(chosen), hidden):
         theta = net.layers[index].neuron.threshold
         sse = np.zeros(len(fracs))
         count = 0
@@ -191,13 +209,14 @@ def fit_v_init(net: IntNetwork, pixels, timesteps: int | Sequence[int] | None = 
         chosen.append(fracs[best])
         errors.append([float(e) for e in err])
         work = with_v_init(work, chosen + [0.0] * (hidden - len(chosen)))
-    return {"fractions": chosen, "errors": errors, "grid": fracs, "timesteps": ts}
+    return {"fractions": chosen, "errors": errors, "grid": fracs, "timesteps": ts, "objective": objective}
 
 
 def conversion_error(net: IntNetwork, pixels, timesteps: int | Sequence[int] | None = None,
-                     levels: int | None = None, batch_size: int = 250, objective: str = "rate") -> list[float]:
+                     levels: int | None = None, batch_size: int = 250,
+                     objective: str = DEFAULT_OBJECTIVE) -> list[float]:
     """The fitting objective ``E_l`` of every hidden layer of ``net`` as it stands."""
-    ts = sorted({net.timesteps} if timesteps is None else ({timesteps} if isinstance(timesteps, int) else set(timesteps)))
+    ts = _timesteps(net, timesteps)
     p_all, x_all = _inputs(net, pixels)
     out = []
     for index in range(len(net.layers) - 1):
