@@ -64,8 +64,9 @@ between samples (``encode_registers(..., exit=ExitSpec())`` or :func:`encode_exi
 run the same network with another rule or threshold, or without an exit; a host that
 never writes them gets the fixed-T behaviour. The compensation registers work the same
 way (``encode_registers(..., compensation=CompensationSpec())`` or
-:func:`encode_compensation`); a host that never writes them gets no compensation. Writing ``REG_LAYERS`` or a layer field
-marks the current RAM for a one-time clear, done before the next ``START`` is taken
+:func:`encode_compensation`); a host that never writes them gets no compensation.
+Writing ``REG_LAYERS`` or a layer field marks the current RAM for a one-time clear,
+done before the next ``START`` is taken
 (``cmd.ready`` low for about as many cycles as the network has neuron words; not
 counted in ``CYCLES``).
 
