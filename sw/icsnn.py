@@ -386,10 +386,8 @@ def export_icsnn(model: QCFSNet, timesteps: int, meta: dict | None = None,
         shape = layer.pooled_shape
     meta = dict(meta or {})
     meta.setdefault("levels", cfg.levels)
-    net = IntNetwork(spec, tuple(layers), tuple(weights), timesteps=timesteps, meta=meta)
-    if compensation is not None:
-        net = IntNetwork(spec, net.layers, net.weights, timesteps, meta, compensation=compensation)
-    return net.validate()
+    return IntNetwork(spec, tuple(layers), tuple(weights), timesteps=timesteps, meta=meta,
+                      compensation=compensation or CompensationSpec()).validate()
 
 
 def compensation_for(net: IntNetwork, frac_bits: int = 8) -> CompensationSpec:

@@ -99,7 +99,7 @@ def test_export_gives_exact_integer_thresholds(arch):
     model = _random_ann(arch)
     thetas, scales = model.integer_params()
     net = export_icsnn(model, timesteps=4)
-    lams = [float(v) for v in model.lambdas]
+    lams = [float(v) for v in model.lambdas.detach()]
     spec = net.spec
     for i, layer in enumerate(net.layers[:-1]):
         n = layer.neuron
