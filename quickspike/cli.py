@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=_positive_int, default=64)
     t.add_argument("--leak-shift", type=int, default=2, help="hidden-layer leak: v -= v >> k (0: no leak)")
     t.add_argument("--levels", type=_positive_int, default=None,
-                   help="icsnn: quantization levels L of the ANN's QCFS activation (default 4)")
+                   help="icsnn: quantization levels L of the ANN's QCFS activation (default 8)")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.add_argument("--out", required=True, type=Path, help="run directory to write")
 

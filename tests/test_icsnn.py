@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from quickspike.sw.golden import run_golden
-from quickspike.sw.icsnn import (ANNConfig, QCFSNet, ann_accuracy, ann_levels, compensation_for, export_icsnn,
-                                 qcfs)
+from quickspike.sw.icsnn import (DEFAULT_LEVELS, ANNConfig, QCFSNet, ann_accuracy, ann_levels, compensation_for,
+                                 export_icsnn, qcfs)
 from quickspike.sw.icsnn_init import (conversion_error, fit_timesteps, fit_v_init, init_fractions,
                                       v_init_fractions, with_v_init)
 from quickspike.sw.network import IntNetwork
@@ -175,10 +175,10 @@ def test_train_quantize_records_ann_accuracy(icsnn_bundle):
 
     run, bundle = icsnn_bundle
     summary = json.loads((run / "train.json").read_text())
-    assert summary["options"]["algo"] == "icsnn" and summary["model"]["levels"] == 4
+    assert summary["options"]["algo"] == "icsnn" and summary["model"]["levels"] == DEFAULT_LEVELS
     net = load_bundle(bundle)
     meta = net.meta
-    assert meta["algo"] == "icsnn" and meta["levels"] == 4
+    assert meta["algo"] == "icsnn" and meta["levels"] == DEFAULT_LEVELS
     assert 0.5 < meta["ann_accuracy"] <= 1 and 0 <= meta["int_accuracy"] <= 1
     assert meta["v_init"]["mode"] == "fitted" and net.compensation.enabled
     assert v_init_fractions(net) == pytest.approx(meta["v_init"]["with_compensation"], abs=1e-3)
@@ -204,7 +204,7 @@ def test_eval_writes_the_ablation(icsnn_bundle, tmp_path, capsys):
     for name in ("plain", "init", "compensation", "init+compensation"):
         assert set(ab["accuracy"][name]) == {"1", "2"}
     assert set(ab["gain_over_plain"]) == {"init", "compensation", "init+compensation"}
-    assert ab["v_init_fractions"]["plain"] == [0.0] and ab["levels"] == 4
+    assert ab["v_init_fractions"]["plain"] == [0.0] and ab["levels"] == DEFAULT_LEVELS
     # the bundle itself is the "init+compensation" variant
     assert result["by_timesteps"]["2"]["accuracy"] == ab["accuracy"]["init+compensation"]["2"]
 
