@@ -143,7 +143,8 @@ class QCFSNet(nn.Module):
         else:
             for ch in cfg.channels:
                 if h < 2 or w < 2:
-                    raise UsageError(f"input {cfg.input_shape} is too small for {len(cfg.channels)} pooled convolutions")
+                    raise UsageError(f"input {cfg.input_shape} is too small for "
+                                     f"{len(cfg.channels)} pooled convolutions")
                 self._add("conv", nn.Conv2d(c, ch, 3, padding=1, bias=False), 2)
                 c, h, w = ch, h // 2, w // 2
             n = c * h * w

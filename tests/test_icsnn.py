@@ -216,3 +216,21 @@ def test_icsnn_flags_are_refused_for_other_runs(tiny_run, tmp_path, capsys):
     assert "icsnn runs only" in capsys.readouterr().err
     assert main(["train", "--levels", "4", "--dataset", "digits", "--out", str(tmp_path / "r")]) == 2
     assert main(["quantize", str(tmp_path / "nope"), "--out", str(tmp_path / "y.qsb")]) == 2
+
+
+def test_quantize_half_without_compensation(icsnn_bundle, tmp_path):
+    from quickspike.cli import main
+    from quickspike.sw.ablation import icsnn_ablation
+    from quickspike.sw.bundle import load_bundle
+
+    run, _bundle = icsnn_bundle
+    out = tmp_path / "half.qsb"
+    assert main(["quantize", str(run), "--out", str(out), "--init", "half", "--no-compensation"]) == 0
+    net = load_bundle(out)
+    assert not net.compensation.enabled and net.meta["v_init"]["mode"] == "half"
+    assert v_init_fractions(net) == pytest.approx([0.5], abs=1e-3)
+    data = _digits()
+    ab = icsnn_ablation(net, data.x_test[:50], data.y_test[:50], [2])["ablation"]
+    assert ab["compensation"]["enabled"]  # the ablation supplies the compensation the bundle lacks
+    assert ab["v_init_fractions"]["init"] == pytest.approx([0.5], abs=1e-3)
+    assert ab["v_init_fractions"]["init+compensation"] == [0.0]
