@@ -423,15 +423,7 @@ def run_table(f: dict) -> str:
 
 def add_arguments(p):
     """The options of ``quickspike run``."""
-    def positive(text):
-        import argparse
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-        return value
+    from quickspike.cli import _positive_int as positive
 
     p.add_argument("bundle", type=Path)
     p.add_argument("--port", required=True, help="serial port of the board (e.g. /dev/ttyUSB1) or a pyserial URL")
