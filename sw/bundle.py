@@ -5,6 +5,8 @@ A bundle is a zip archive (``.qsb`` by convention) holding
 * ``manifest.json``: ``format`` (``"quickspike-bundle"``), ``version``, the integer
   spec, the layer graph, the default timesteps, free-form ``meta`` (algorithm,
   dataset, accuracies) and, for every weight array, its file name, shape and SHA-256;
+  Later fields (``input_coding``, ``stages``) default to a direct-coded, one-stage
+  network when absent, so older version-1 bundles still load;
 * ``weights/<i>.npy``: the int weights of layer ``i`` (no pickles).
 
 Loading checks everything: a truncated or corrupted archive, a wrong format or
@@ -26,7 +28,7 @@ import numpy as np
 from quickspike.errors import BundleError, MissingBundleError, SpecError
 from quickspike.sw.files import atomic_write_bytes
 from quickspike.sw.network import IntNetwork
-from quickspike.sw.spec import CompensationSpec, ExitSpec, IntSpec, LayerSpec
+from quickspike.sw.spec import CompensationSpec, ExitSpec, IntSpec, LayerSpec, StageSpec
 
 __all__ = ["BUNDLE_FORMAT", "BUNDLE_VERSION", "save_bundle", "load_bundle"]
 
@@ -57,6 +59,8 @@ def save_bundle(net: IntNetwork, path: Path | str) -> Path:
             "meta": net.meta,
             "exit": net.exit.to_dict(),
             "compensation": net.compensation.to_dict(),
+            "input_coding": net.input_coding,
+            "stages": net.stages.to_dict(),
         }
         zf.writestr("manifest.json", json.dumps(manifest, indent=2, sort_keys=True))
     return atomic_write_bytes(path, buf.getvalue())
@@ -75,6 +79,7 @@ def load_bundle(path: Path | str) -> IntNetwork:
             spec = IntSpec.from_dict(manifest.get("spec"))
             exit_rule = ExitSpec.from_dict(manifest.get("exit", {}))
             compensation = CompensationSpec.from_dict(manifest.get("compensation", {}))
+            stages = StageSpec.from_dict(manifest.get("stages", {}))
             layers = tuple(LayerSpec.from_dict(d) for d in _list(manifest, "layers", path))
             entries = _list(manifest, "weights", path)
             if len(entries) != len(layers):
@@ -91,7 +96,8 @@ def load_bundle(path: Path | str) -> IntNetwork:
         raise BundleError(f"bundle {path}: 'meta' must be a JSON object")
     try:
         return IntNetwork(spec, layers, weights, timesteps=manifest.get("timesteps"), meta=meta,
-                          exit=exit_rule, compensation=compensation).validate()
+                          exit=exit_rule, compensation=compensation,
+                          input_coding=manifest.get("input_coding", "direct"), stages=stages).validate()
     except SpecError as e:
         raise BundleError(f"bundle {path}: {e}") from None
 

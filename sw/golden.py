@@ -17,11 +17,11 @@ import torch.nn.functional as F
 
 from quickspike.errors import UsageError
 from quickspike.sw.network import IntNetwork
-from quickspike.sw.spec import EXP_TABLE, EXP_TABLE_SIZE, ExitSpec, IntSpec, LayerSpec, NeuronSpec
+from quickspike.sw.spec import EXP_TABLE, EXP_TABLE_SIZE, SPLIT_FRAC_BITS, ExitSpec, IntSpec, LayerSpec, NeuronSpec
 
 __all__ = [
     "integrate", "fire", "lif_step", "layer_current", "sum_pool", "encode_pixels",
-    "GoldenResult", "run_golden", "argmax_first", "exit_holds", "apply_exit",
+    "GoldenResult", "run_golden", "argmax_first", "exit_holds", "apply_exit", "encode_input", "split_current",
 ]
 
 
@@ -81,6 +81,34 @@ def encode_pixels(pixels: np.ndarray | torch.Tensor, spec: IntSpec) -> torch.Ten
     return (p * spec.input_max + 127) // 255
 
 
+def encode_input(net: IntNetwork, x: np.ndarray | torch.Tensor, steps: int) -> torch.Tensor:
+    """The first layer's input for ``net``, batch first, checked against the network.
+
+    ``direct``: uint8 pixels ``(B, *input_shape)`` (or any shape of the same size per
+    sample) through :func:`encode_pixels`. ``events``: binary spike frames
+    ``(B, steps, *input_shape)``, one frame per timestep of the first stage.
+    """
+    expected = tuple(net.input_shape)
+    if net.input_coding == "direct":
+        x = encode_pixels(x, net.spec)
+        if tuple(x.shape[1:]) != expected and int(np.prod(x.shape[1:])) != int(np.prod(expected)):
+            raise UsageError(f"input samples have shape {tuple(x.shape[1:])}, the network expects {expected}")
+        return x.reshape(x.shape[0], *expected)
+    x = torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
+    x = x.to(torch.int64)
+    if x.ndim < 2 or x.shape[1] != steps or int(np.prod(x.shape[2:])) != int(np.prod(expected)):
+        raise UsageError(f"event input has shape {tuple(x.shape[1:])}, the network expects "
+                         f"{steps} frames of {expected}")
+    if x.numel() and (int(x.min()) < 0 or int(x.max()) > 1):
+        raise UsageError("event frames must hold 0 or 1 (binary spike frames)")
+    return x.reshape(x.shape[0], steps, *expected)
+
+
+def split_current(carried: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """``(C · p) >> SPLIT_FRAC_BITS``: a stage's summed current ``C`` (B, ...) split by ``p`` (B,)."""
+    return (carried * p.reshape(-1, *([1] * (carried.ndim - 1)))) >> SPLIT_FRAC_BITS
+
+
 @dataclass(frozen=True)
 class GoldenResult:
     """What the golden model reports for a batch of samples."""
@@ -100,24 +128,30 @@ class GoldenResult:
     #: (B, T, n_classes) what a readout after timestep t gives: the potentials, plus
     #: the coding compensation when the network has it enabled.
     readout: torch.Tensor | None = None
+    #: SSNN, per stage boundary: (B, T_i) spikes of the stage's last layer per timestep.
+    stage_counts: tuple[torch.Tensor, ...] = ()
+    #: SSNN, per stage boundary: (B, T_{i+1}) the transformer's split weights ``p``.
+    splits: tuple[torch.Tensor, ...] = ()
 
 
 def run_golden(net: IntNetwork, pixels: np.ndarray | torch.Tensor, timesteps: int | None = None,
                *, exit: ExitSpec | None = None, record_spikes: bool = False,
                batch_size: int = 1000) -> GoldenResult:
-    """Run ``net`` on uint8 images ``pixels`` (B, C, H, W) for up to ``timesteps`` steps.
+    """Run ``net`` on ``pixels`` for up to ``timesteps`` steps.
 
-    ``exit`` overrides the network's early-exit rule (``ExitSpec()`` runs every sample
-    for the full ``timesteps``).
+    ``pixels``: uint8 images (B, C, H, W) for a ``direct`` network, binary frames
+    (B, T, C, H, W) for an ``events`` one (see :func:`encode_input`). ``exit``
+    overrides the network's early-exit rule (``ExitSpec()`` runs every sample for the
+    full ``timesteps``). A staged (SSNN) network runs its own schedule: ``timesteps``
+    must be left out; ``potentials`` then has ``output_steps`` rows.
     """
+    if net.staged and timesteps is not None and timesteps != net.timesteps:
+        raise UsageError(f"an SSNN network runs its stages {list(net.stages.steps)}; "
+                         "its timesteps cannot be changed")
     T = net.timesteps if timesteps is None else timesteps
     if isinstance(T, bool) or not isinstance(T, int) or T < 1:
         raise UsageError(f"timesteps must be a positive integer, not {T!r}")
-    x = encode_pixels(pixels, net.spec)
-    expected = net.input_shape
-    if tuple(x.shape[1:]) != tuple(expected) and int(np.prod(x.shape[1:])) != int(np.prod(expected)):
-        raise UsageError(f"input samples have shape {tuple(x.shape[1:])}, the network expects {tuple(expected)}")
-    x = x.reshape(x.shape[0], *expected)
+    x = encode_input(net, pixels, T)
     weights = [torch.as_tensor(w, dtype=torch.float64) for w in net.weights]
     parts = [_run_batch(net, weights, x[i:i + batch_size], T, record_spikes)
              for i in range(0, x.shape[0], batch_size)] or [_run_batch(net, weights, x, T, record_spikes)]
@@ -131,6 +165,8 @@ def run_golden(net: IntNetwork, pixels: np.ndarray | torch.Tensor, timesteps: in
         timesteps=torch.cat([p.timesteps for p in parts]),
         spikes=spikes,
         readout=torch.cat([p.readout for p in parts]),
+        stage_counts=tuple(torch.cat([p.stage_counts[j] for p in parts]) for j in range(len(parts[0].stage_counts))),
+        splits=tuple(torch.cat([p.splits[j] for p in parts]) for j in range(len(parts[0].splits))),
     )
     return apply_exit(full, net.exit if exit is None else exit)
 
@@ -168,44 +204,72 @@ def apply_exit(full: GoldenResult, rule: ExitSpec) -> GoldenResult:
         timesteps=steps,
         spikes=full.spikes,
         readout=full.readout,
+        stage_counts=full.stage_counts,
+        splits=full.splits,
     )
 
 
 def _run_batch(net: IntNetwork, weights: list[torch.Tensor], x: torch.Tensor, T: int,
                record: bool) -> GoldenResult:
     spec, layers = net.spec, net.layers
-    B = x.shape[0]
+    n, B = len(layers), x.shape[0]
+    if net.staged:
+        starts, steps = net.stages.starts, net.stages.steps
+    else:
+        starts, steps = (0,), (T,)
+    ends = (*starts[1:], n)
     v = [torch.full((B, *layer.out_shape), layer.neuron.v_init, dtype=torch.int64) for layer in layers]
-    first_current = layer_current(layers[0], weights[0], x)  # once per sample, reused every timestep
+    events = net.input_coding == "events"
+    first_current = None if events else layer_current(layers[0], weights[0], x)  # once per sample
     comp = net.compensation
-    potentials, readouts, counts = [], [], []
+    potentials, readouts = [], []
+    counts = torch.zeros(B, steps[0], n - 1, dtype=torch.int64)
     spikes_rec: list[list[torch.Tensor]] = [[] for _ in layers[:-1]]
-    for _t in range(T):
-        current = first_current
-        step_counts = []
-        for i, layer in enumerate(layers):
-            if i > 0:
-                current = layer_current(layer, weights[i], inputs)
-            if not layer.neuron.spiking:
-                v[i] = integrate(current, v[i], layer.neuron, spec)
-                continue
-            s, v[i] = lif_step(current, v[i], layer.neuron, spec)
-            step_counts.append(s.reshape(B, -1).sum(dim=1))
-            if record:
-                spikes_rec[i].append(s)
-            inputs = sum_pool(s, layer.pool) if layer.kind == "conv" else s
-        potentials.append(v[-1].clone())
-        readouts.append(_readout(net, weights[-1], v, comp) if comp.enabled else potentials[-1])
-        counts.append(torch.stack(step_counts, dim=1) if step_counts else torch.zeros(B, 0, dtype=torch.int64))
+    stage_counts, splits = [], []
+    carried = split = None          # the summed current into a stage's first layer, and its split
+    for si, (a, b) in enumerate(zip(starts, ends)):
+        boundary = b < n
+        summed = 0
+        m = []
+        for t in range(steps[si]):
+            for i in range(a, b):
+                layer = layers[i]
+                if i == 0:
+                    current = layer_current(layer, weights[0], x[:, t]) if events else first_current
+                elif i == a:
+                    current = split_current(carried, split[:, t])
+                else:
+                    current = layer_current(layer, weights[i], inputs)
+                if not layer.neuron.spiking:
+                    v[i] = integrate(current, v[i], layer.neuron, spec)
+                    continue
+                s, v[i] = lif_step(current, v[i], layer.neuron, spec)
+                counts[:, t, i] = s.reshape(B, -1).sum(dim=1)
+                if record:
+                    spikes_rec[i].append(s)
+                inputs = sum_pool(s, layer.pool) if layer.kind == "conv" else s
+            if boundary:
+                m.append(counts[:, t, b - 1].clone())
+                summed = summed + layer_current(layers[b], weights[b], inputs)
+            else:
+                potentials.append(v[-1].clone())
+                readouts.append(_readout(net, weights[-1], v, comp) if comp.enabled else potentials[-1])
+        if boundary:
+            stage_counts.append(torch.stack(m, dim=1))
+            split = net.stages.transformers[si].split(stage_counts[-1])
+            splits.append(split)
+            carried = summed
     pots = torch.stack(potentials, dim=1)
     reads = torch.stack(readouts, dim=1)
     return GoldenResult(
         potentials=pots,
-        spike_counts=torch.stack(counts, dim=1),
+        spike_counts=counts,
         predicted=argmax_first(reads[:, -1]),
-        timesteps=torch.full((B,), T, dtype=torch.int64),
+        timesteps=torch.full((B,), pots.shape[1], dtype=torch.int64),
         spikes=tuple(torch.stack(r, dim=1) for r in spikes_rec) if record else None,
         readout=reads,
+        stage_counts=tuple(stage_counts),
+        splits=tuple(splits),
     )
 
 

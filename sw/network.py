@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from quickspike.errors import SpecError
-from quickspike.sw.spec import CompensationSpec, ExitSpec, IntSpec, LayerSpec
+from quickspike.sw.spec import INPUT_CODINGS, MAX_STEPS, CompensationSpec, ExitSpec, IntSpec, LayerSpec, StageSpec
 
 __all__ = ["IntNetwork"]
 
@@ -32,6 +32,11 @@ class IntNetwork:
     exit: ExitSpec = field(default_factory=ExitSpec)
     #: IC-SNN coding compensation at readout (last hidden layer's residuals).
     compensation: CompensationSpec = field(default_factory=CompensationSpec)
+    #: ``direct`` (multi-bit pixels, the same current every timestep) or ``events``
+    #: (binary spike frames, one per timestep of the first stage).
+    input_coding: str = "direct"
+    #: SSNN shrinking-timestep stages; empty: every layer runs ``timesteps``.
+    stages: StageSpec = field(default_factory=StageSpec)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -41,6 +46,25 @@ class IntNetwork:
     def num_classes(self) -> int:
         return self.layers[-1].n_out
 
+    @property
+    def staged(self) -> bool:
+        return self.stages.staged
+
+    @property
+    def input_steps(self) -> int:
+        """Timesteps of the first layer: the number of input frames an ``events`` network takes."""
+        return self.stages.steps[0] if self.staged else self.timesteps
+
+    @property
+    def output_steps(self) -> int:
+        """Timesteps the output layer runs (``timesteps`` unless staged)."""
+        return self.stages.steps[-1] if self.staged else self.timesteps
+
+    @property
+    def average_steps(self) -> float:
+        """SSNN's average timestep ``Σ n_i·T_i / Σ n_i`` (``timesteps`` unless staged)."""
+        return self.stages.average_steps(len(self.layers)) if self.staged else float(self.timesteps)
+
     def validate(self) -> "IntNetwork":
         """Check the whole network against its spec; raise :class:`SpecError` naming the problem."""
         spec = self.spec
@@ -48,14 +72,27 @@ class IntNetwork:
             raise SpecError("the network has no layers")
         if len(self.weights) != len(self.layers):
             raise SpecError(f"{len(self.weights)} weight arrays for {len(self.layers)} layers")
-        if isinstance(self.timesteps, bool) or not isinstance(self.timesteps, int) or not 1 <= self.timesteps <= 1024:
-            raise SpecError(f"timesteps = {self.timesteps!r} must be an integer in [1, 1024]")
+        if isinstance(self.timesteps, bool) or not isinstance(self.timesteps, int) or not 1 <= self.timesteps <= MAX_STEPS:
+            raise SpecError(f"timesteps = {self.timesteps!r} must be an integer in [1, {MAX_STEPS}]")
+        if self.input_coding not in INPUT_CODINGS:
+            raise SpecError(f"input_coding = {self.input_coding!r}; expected one of {', '.join(INPUT_CODINGS)}")
+        if not isinstance(self.stages, StageSpec):
+            raise SpecError("stages must be a StageSpec")
+        self.stages.validate(len(self.layers))
         if not isinstance(self.exit, ExitSpec):
             raise SpecError("exit must be an ExitSpec")
         self.exit.validate(spec, self.num_classes)
         if not isinstance(self.compensation, CompensationSpec):
             raise SpecError("compensation must be a CompensationSpec")
         self.compensation.validate(spec)
+        if self.staged:
+            if self.timesteps != self.stages.steps[0]:
+                raise SpecError(f"timesteps = {self.timesteps} must equal the first stage's "
+                                f"{self.stages.steps[0]} in a staged network")
+            if self.exit.rule != "none":
+                raise SpecError("an exit rule cannot be combined with SSNN stages")
+            if self.compensation.enabled:
+                raise SpecError("the coding compensation cannot be combined with SSNN stages")
         if self.compensation.enabled:
             if len(self.layers) < 2 or self.layers[-1].kind != "dense":
                 raise SpecError("compensation needs a hidden layer and a dense output layer")
@@ -86,6 +123,9 @@ class IntNetwork:
                 bad = int(w.min()) if int(w.min()) < wlo else int(w.max())
                 raise SpecError(f"{owner}: weight {bad} does not fit {spec.weight_bits} bits [{wlo}, {whi}]")
             worst = self._worst_current(i)
+            if self.staged and i in self.stages.starts[1:]:
+                # a stage's first layer sums the spike currents of the whole stage before it
+                worst *= self.stages.steps[self.stages.stage_of(i) - 1]
             if worst > ahi:
                 raise SpecError(
                     f"{owner}: the largest possible input current {worst} overflows the "
@@ -95,7 +135,7 @@ class IntNetwork:
     def input_multiplicity(self, index: int) -> int:
         """The most a single input of layer ``index`` can carry in one timestep."""
         if index == 0:
-            return self.spec.input_max
+            return 1 if self.input_coding == "events" else self.spec.input_max
         prev = self.layers[index - 1]
         return prev.pool * prev.pool if prev.kind == "conv" else 1
 

@@ -38,6 +38,35 @@ The arithmetic, per layer and timestep ``t`` (all integers):
   ``q`` go through the same pooling/flatten address map as spikes, and the readout is
   ``sat(v_out + ((W_out · q) >> frac_bits))`` (arithmetic shift). The exit rule
   watches the uncompensated potentials; the class is the argmax of the readout.
+* **Input coding** (``IntNetwork.input_coding``): ``direct`` feeds multi-bit pixels
+  as above; ``events`` feeds binary spike frames ``x[t]`` (``(C, H, W)`` of 0/1, e.g.
+  the two polarities of an event camera binned into ``T`` frames): the first layer's
+  current is ``W0 · x[t]``, a new one every timestep (accumulate-only, no multiply).
+* **Shrinking timesteps** (:class:`StageSpec`, SSNN): the layers are cut into stages
+  ``starts[i] .. starts[i+1]-1`` that run ``steps[0] > steps[1] > … `` timesteps,
+  stage-major (stage ``i`` runs all its timesteps before stage ``i+1`` starts; each
+  stage counts its timesteps from 0, and ``v_init`` is loaded at its timestep 0).
+  At the boundary after stage ``i`` (its last layer ``b``; the next layer ``n``):
+
+  1. ``m[t]`` = the number of spikes layer ``b`` emits at stage timestep ``t`` (all
+     its neurons, before pooling): the per-timestep mean times ``n_out`` of ``b``;
+  2. the next layer's spike currents are summed over the stage:
+     ``C = Σ_t W_n · s_b[t]`` (exact, in ``acc_bits``; the network is refused if it
+     could overflow);
+  3. the temporal transformer (:class:`TransformerSpec`) makes the split weights
+     ``p[k]`` (``k < steps[i+1]``): ``z[k] = ((Σ_t Wt[k][t] · m[t]) · mul) >> shift``
+     (arithmetic shift; ``mul/2**shift`` folds ``1/n_out``, the weight scale and the
+     exp table's step of 1/4 into one multiply), ``d[k] = min(max(z) - z[k],
+     EXP_TABLE_SIZE - 1)``, ``e[k] = EXP_TABLE[d[k]]``, ``p[k] = (e[k] <<
+     SPLIT_FRAC_BITS) // Σ e`` (a floor divide: ``p`` is the softmax in units of
+     ``2**-SPLIT_FRAC_BITS``, ``Σ p <= 2**SPLIT_FRAC_BITS``);
+  4. layer ``n``'s input current at its stage timestep ``k`` is
+     ``(C · p[k]) >> SPLIT_FRAC_BITS`` (arithmetic shift): the summed spikes split by
+     ``p[k]`` — ``W_n · (Σ_t s_b[t] · p[k])`` in exact arithmetic (the split commutes
+     with the weights), rounded once per neuron.
+
+  The output layer runs ``steps[-1]`` timesteps; its potentials after each of them
+  are the outputs. Stages exclude an exit rule and the compensation.
 * **Initial state**: every membrane starts at its layer's ``v_init`` at the start of
   each sample.
 * **Pooling**: a convolutional layer may sum-pool its output spikes ``pool × pool``
@@ -62,11 +91,24 @@ __all__ = [
     "sat", "leak", "signed_range", "dumps",
     "RESET_MODES", "LAYER_KINDS",
     "ExitSpec", "EXIT_RULES", "CompensationSpec", "EXP_TABLE", "EXP_TABLE_SIZE", "EXP_FRAC_BITS",
+    "INPUT_CODINGS", "StageSpec", "TransformerSpec", "SPLIT_FRAC_BITS", "TT_WEIGHT_BITS", "TT_MUL_BITS",
+    "TT_SHIFT_MAX", "MAX_STEPS",
 ]
 
 RESET_MODES = ("subtract", "zero")
 LAYER_KINDS = ("dense", "conv")
 EXIT_RULES = ("none", "margin", "softmax")
+INPUT_CODINGS = ("direct", "events")
+
+#: Timesteps of a network or a stage are at most this.
+MAX_STEPS = 1024
+#: SSNN split weights ``p[k]`` are in units of ``2**-SPLIT_FRAC_BITS``.
+SPLIT_FRAC_BITS = 8
+#: Signed temporal-transformer weights.
+TT_WEIGHT_BITS = 8
+#: Unsigned transformer logit multiplier and the largest right shift after it.
+TT_MUL_BITS = 16
+TT_SHIFT_MAX = 40
 
 #: Fixed-point exp table of the softmax exit rule: ``EXP_TABLE[k] = round(2**12 · e**(-k/4))``,
 #: and 0 for the last entry (a difference that large counts as probability zero).
@@ -317,6 +359,130 @@ class CompensationSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> "CompensationSpec":
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class TransformerSpec:
+    """The temporal transformer between two SSNN stages (see the module docstring)."""
+
+    #: ``(steps_out, steps_in)`` signed ``TT_WEIGHT_BITS`` integers.
+    weights: tuple[tuple[int, ...], ...]
+    mul: int = 1
+    shift: int = 0
+
+    @property
+    def steps_out(self) -> int:
+        return len(self.weights)
+
+    @property
+    def steps_in(self) -> int:
+        return len(self.weights[0]) if self.weights else 0
+
+    def validate(self, steps_in: int, steps_out: int, owner: str = "transformer") -> None:
+        if (not isinstance(self.weights, tuple) or len(self.weights) != steps_out
+                or any(not isinstance(r, tuple) or len(r) != steps_in for r in self.weights)):
+            raise SpecError(f"{owner}.weights must be a {steps_out}x{steps_in} integer matrix")
+        lo, hi = signed_range(TT_WEIGHT_BITS)
+        for r in self.weights:
+            for w in r:
+                _check_int(owner, "weights[.]", w, lo, hi)
+        _check_int(owner, "mul", self.mul, 0, (1 << TT_MUL_BITS) - 1)
+        _check_int(owner, "shift", self.shift, 0, TT_SHIFT_MAX)
+
+    def split(self, counts):
+        """``p`` (int64 ``(B, steps_out)``) from the spike counts ``m`` (int64 ``(B, steps_in)``)."""
+        import torch  # the spec itself needs only the standard library
+
+        w = torch.tensor(self.weights, dtype=torch.int64)
+        z = ((counts.to(torch.int64) @ w.T) * self.mul) >> self.shift
+        d = (z.max(dim=-1, keepdim=True).values - z).clamp_(max=EXP_TABLE_SIZE - 1)
+        e = torch.tensor(EXP_TABLE, dtype=torch.int64)[d]
+        return (e << SPLIT_FRAC_BITS) // e.sum(dim=-1, keepdim=True)
+
+    def to_dict(self) -> dict:
+        return {"weights": [list(r) for r in self.weights], "mul": self.mul, "shift": self.shift}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TransformerSpec":
+        if not isinstance(data, dict) or not isinstance(data.get("weights"), list):
+            raise SpecError("a transformer must be a JSON object with a 'weights' matrix")
+        data = dict(data)
+        if any(not isinstance(r, list) for r in data["weights"]):
+            raise SpecError("transformer weights must be a list of rows")
+        data["weights"] = tuple(tuple(r) for r in data["weights"])
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """SSNN stages: empty ``steps`` means one stage (every layer runs ``timesteps``)."""
+
+    #: Timesteps per stage, strictly shrinking.
+    steps: tuple[int, ...] = ()
+    #: The first layer of each stage (``starts[0] == 0``).
+    starts: tuple[int, ...] = ()
+    #: One per boundary (``len(steps) - 1``).
+    transformers: tuple[TransformerSpec, ...] = ()
+
+    @property
+    def staged(self) -> bool:
+        return len(self.steps) > 1
+
+    def stage_of(self, layer: int) -> int:
+        """The stage that layer index ``layer`` belongs to."""
+        return max(i for i, s in enumerate(self.starts) if s <= layer)
+
+    def layer_steps(self, n_layers: int) -> tuple[int, ...]:
+        """Timesteps each layer runs."""
+        return tuple(self.steps[self.stage_of(i)] for i in range(n_layers))
+
+    def average_steps(self, n_layers: int) -> float:
+        """``Σ n_i·T_i / Σ n_i`` with ``n_i`` the layers of stage ``i`` (the output layer counted)."""
+        return sum(self.layer_steps(n_layers)) / n_layers
+
+    def validate(self, n_layers: int, owner: str = "stages") -> None:
+        if not self.steps and not self.starts and not self.transformers:
+            return
+        if not isinstance(self.steps, tuple) or not isinstance(self.starts, tuple) \
+                or not isinstance(self.transformers, tuple):
+            raise SpecError(f"{owner}: steps, starts and transformers must be lists")
+        n = len(self.steps)
+        if n < 2:
+            raise SpecError(f"{owner}.steps = {list(self.steps)}: give at least two stages (or none)")
+        for i, t in enumerate(self.steps):
+            _check_int(owner, f"steps[{i}]", t, 1, MAX_STEPS)
+        if any(b >= a for a, b in zip(self.steps, self.steps[1:])):
+            raise SpecError(f"{owner}.steps = {list(self.steps)} must shrink strictly (T1 > T2 > ...)")
+        if len(self.starts) != n:
+            raise SpecError(f"{owner}: {len(self.starts)} stage starts for {n} stages")
+        for i, s in enumerate(self.starts):
+            _check_int(owner, f"starts[{i}]", s, 0, n_layers - 1)
+        if self.starts[0] != 0 or any(b <= a for a, b in zip(self.starts, self.starts[1:])):
+            raise SpecError(f"{owner}.starts = {list(self.starts)} must begin at 0 and increase "
+                            f"(each stage needs a layer; the network has {n_layers})")
+        if len(self.transformers) != n - 1:
+            raise SpecError(f"{owner}: {len(self.transformers)} transformers for {n - 1} stage boundaries")
+        for i, tt in enumerate(self.transformers):
+            if not isinstance(tt, TransformerSpec):
+                raise SpecError(f"{owner}.transformers[{i}] must be a TransformerSpec")
+            tt.validate(self.steps[i], self.steps[i + 1], f"{owner}.transformers[{i}]")
+
+    def to_dict(self) -> dict:
+        return {"steps": list(self.steps), "starts": list(self.starts),
+                "transformers": [tt.to_dict() for tt in self.transformers]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "StageSpec":
+        if not isinstance(data, dict):
+            raise SpecError(f"stages must be a JSON object, not {type(data).__name__}")
+        data = dict(data)
+        for key in ("steps", "starts", "transformers"):
+            if not isinstance(data.get(key, []), list):
+                raise SpecError(f"stages.{key} must be a list")
+        data["steps"] = tuple(data.get("steps", []))
+        data["starts"] = tuple(data.get("starts", []))
+        data["transformers"] = tuple(TransformerSpec.from_dict(d) for d in data.get("transformers", []))
         return _from_dict(cls, data)
 
 
