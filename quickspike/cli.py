@@ -45,6 +45,27 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
+def _float_list(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"{text!r}: give at least one number")
+    return values
+
+
+def _count_list(text: str) -> list[int]:
+    """Comma-separated integers >= 0 (stage starts, seeds)."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: give integers of 0 or more")
+    return values
+
+
 def _drop_points(text: str) -> float:
     try:
         value = float(text)
@@ -61,18 +82,30 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="train an SNN and save a run directory")
-    t.add_argument("--algo", default="snn", help="training algorithm: snn (fixed T), atsnn (time-dependent loss) "
-                   "or icsnn (QCFS ANN converted to IF neurons)")
+    t.add_argument("--algo", default="snn", help="training algorithm: snn (fixed T), atsnn (time-dependent loss), "
+                   "icsnn (QCFS ANN converted to IF neurons) or ssnn (shrinking timesteps)")
     t.add_argument("--td-weights", default=None,
                    help="atsnn: loss weights of the timesteps: uniform (default), increasing or decreasing")
-    t.add_argument("--dataset", default="mnist5k", help="digits, mnist5k, an IDX folder or an .npz file")
+    t.add_argument("--dataset", default=None, help="digits, mnist5k, digits-events, mnist5k-events, an IDX folder "
+                   "or an .npz file (images or events) (default: mnist5k; mnist5k-events for ssnn)")
     t.add_argument("--arch", default="mlp", help="mlp or conv")
-    t.add_argument("--timesteps", type=_positive_int, default=4)
+    t.add_argument("--timesteps", type=_positive_int, default=None, help="T (default 4; not for ssnn)")
+    t.add_argument("--hidden", type=_int_list, default=None,
+                   help="mlp hidden layer widths, e.g. 256,128 (default 128; 256,128 for ssnn)")
+    t.add_argument("--stages", type=_int_list, default=None,
+                   help="ssnn: timesteps of the stages, strictly shrinking (default 6,4,2)")
+    t.add_argument("--stage-starts", type=_count_list, default=None,
+                   help="ssnn: first layer of each stage, e.g. 0,1,2 (default: the layers split evenly)")
+    t.add_argument("--early-weights", type=_float_list, default=None,
+                   help="ssnn: loss weight of each early classifier, one per stage boundary (default 0.2 each)")
+    t.add_argument("--transformer", action=argparse.BooleanOptionalAction, default=None,
+                   help="ssnn: learnable temporal transformers (default on; off: plain averaging)")
     t.add_argument("--epochs", type=_positive_int, default=20)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--batch-size", type=_positive_int, default=64)
-    t.add_argument("--leak-shift", type=int, default=2, help="hidden-layer leak: v -= v >> k (0: no leak)")
+    t.add_argument("--leak-shift", type=int, default=None,
+                   help="hidden-layer leak: v -= v >> k (0: no leak) (default 2; 1 for ssnn)")
     t.add_argument("--levels", type=_positive_int, default=None,
                    help="icsnn: quantization levels L of the ANN's QCFS activation (default 8)")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -142,6 +175,21 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--quiet", action="store_true", help="no progress bars")
     a.add_argument("--out", required=True, type=Path, help="folder for runs, bundles, table.md and table.json")
 
+    s = sub.add_parser("ssnn-ablation", help="SSNN vs a uniform-T SNN of the same average timestep, "
+                       "without the transformer, without early classifiers")
+    s.add_argument("--dataset", default="mnist5k-events")
+    s.add_argument("--arch", default="mlp")
+    s.add_argument("--stages", type=_int_list, default=None, help="default 6,4,2")
+    s.add_argument("--stage-starts", type=_count_list, default=None, help="default: the layers split evenly")
+    s.add_argument("--hidden", type=_int_list, default=None, help="mlp hidden widths (default 256,128)")
+    s.add_argument("--early-weights", type=_float_list, default=None, help="default 0.2 each")
+    s.add_argument("--leak-shift", type=int, default=None,
+                   help="hidden-layer leak of every variant: v -= v >> k (default 1)")
+    s.add_argument("--epochs", type=_positive_int, default=20)
+    s.add_argument("--seed", type=_count_list, default=[0], help="a seed or a list, e.g. 0,1,2")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.add_argument("--out", required=True, type=Path, help="folder for runs, bundles, ablation.md and ablation.json")
+
     f = sub.add_parser("flow", help="the whole flow: train, quantize, eval (and the hardware steps)")
     f.add_argument("--dataset", default="mnist5k")
     f.add_argument("--arch", default="mlp")
@@ -183,10 +231,35 @@ def _hw_overrides(args) -> dict:
     return {name: getattr(args, name) for name in _HW_OPTIONS if getattr(args, name) is not None}
 
 
+_SSNN_FLAGS = ("stages", "stage_starts", "early_weights", "transformer")
+
+
+def _check_hidden(args) -> None:
+    if args.hidden is not None and args.arch != "mlp":
+        raise UsageError("--hidden applies to --arch mlp only")
+
+
 def _cmd_train(args) -> int:
     from quickspike.sw.train import TrainOptions, train
 
+    _check_hidden(args)
+
+    if args.algo == "ssnn":
+        return _train_ssnn(args)
+    given = [name for name in _SSNN_FLAGS if getattr(args, name) is not None]
+    if given:
+        flag = "--no-transformer" if given[0] == "transformer" and not args.transformer \
+            else f"--{given[0].replace('_', '-')}"
+        raise UsageError(f"{flag} applies to --algo ssnn only")
+    if args.dataset is None:
+        args.dataset = "mnist5k"
+    if args.timesteps is None:
+        args.timesteps = 4
+    if args.leak_shift is None:
+        args.leak_shift = 2
     if args.algo == "icsnn":
+        if args.hidden is not None:
+            raise UsageError("--hidden does not apply to --algo icsnn")
         return _train_icsnn(args)
     if args.levels is not None:
         raise UsageError("--levels applies to --algo icsnn only")
@@ -195,12 +268,38 @@ def _cmd_train(args) -> int:
     if args.td_weights is not None and args.algo != "atsnn":
         raise UsageError("--td-weights applies to --algo atsnn only")
     extra = {} if args.td_weights is None else {"td_weights": args.td_weights}
+    if args.hidden is not None:
+        extra["hidden"] = tuple(args.hidden)
     opts = TrainOptions(dataset=args.dataset, algo=args.algo, arch=args.arch, timesteps=args.timesteps,
                         epochs=args.epochs, seed=args.seed, batch_size=args.batch_size, lr=args.lr,
                         leak_shift=args.leak_shift, **extra)
     summary = train(opts, args.out, progress=not args.quiet)
     print(f"trained {opts.algo}/{opts.arch} on {opts.dataset}: float accuracy {summary['float_accuracy']:.4f}, "
           f"quantization-aware {summary['qat_accuracy']:.4f} -> {args.out}")
+    return 0
+
+
+def _train_ssnn(args) -> int:
+    from quickspike.sw.ssnn import DEFAULT_HIDDEN, DEFAULT_LEAK_SHIFT, DEFAULT_STAGES, SSNNOptions, train_ssnn
+
+    for flag, value in (("--timesteps", args.timesteps), ("--td-weights", args.td_weights),
+                        ("--levels", args.levels)):
+        if value is not None:
+            raise UsageError(f"{flag} does not apply to --algo ssnn (its timesteps are --stages)"
+                             if flag == "--timesteps" else f"{flag} does not apply to --algo ssnn")
+    opts = SSNNOptions(
+        dataset=args.dataset or "mnist5k-events", arch=args.arch,
+        stages=tuple(args.stages or DEFAULT_STAGES),
+        stage_starts=None if args.stage_starts is None else tuple(args.stage_starts),
+        early_weights=None if args.early_weights is None else tuple(args.early_weights),
+        transformer=args.transformer is not False, hidden=tuple(args.hidden or DEFAULT_HIDDEN),
+        epochs=args.epochs, seed=args.seed, batch_size=args.batch_size, lr=args.lr,
+        leak_shift=DEFAULT_LEAK_SHIFT if args.leak_shift is None else args.leak_shift)
+    summary = train_ssnn(opts, args.out, progress=not args.quiet)
+    print(f"trained ssnn/{opts.arch} on {opts.dataset}, stages {','.join(map(str, opts.stages))} "
+          f"(starts {','.join(map(str, summary['stage_starts']))}): float accuracy {summary['float_accuracy']:.4f}, "
+          f"quantization-aware {summary['qat_accuracy']:.4f}; average timestep {summary['average_steps']:g} "
+          f"(paper, without the classifier: {summary['average_steps_paper']:g}) -> {args.out}")
     return 0
 
 
@@ -234,10 +333,21 @@ def _cmd_quantize(args) -> int:
     from quickspike.sw.icsnn import is_icsnn_run
     from quickspike.sw.quantize import quantize_run
 
+    from quickspike.sw.ssnn import is_ssnn_run
+
     if is_icsnn_run(args.run):
         return _quantize_icsnn(args)
     if args.init is not None or args.compensation is not None or args.fit_samples is not None:
         raise UsageError("--init, --compensation and --fit-samples apply to icsnn runs only")
+    if is_ssnn_run(args.run):
+        from quickspike.sw.ssnn import quantize_ssnn_run
+
+        net, path = quantize_ssnn_run(args.run, args.out)
+        print(f"bundle {path}: {len(net.layers)} layers, stages {','.join(map(str, net.stages.steps))} "
+              f"(starts {','.join(map(str, net.stages.starts))}), average timestep {net.average_steps:g} "
+              f"(paper {net.meta['average_steps_paper']:g}): integer accuracy {net.meta['int_accuracy']:.4f} "
+              f"(quantization-aware {net.meta['qat_accuracy']:.4f})")
+        return 0
     net, path = quantize_run(args.run, args.out)
     print(f"bundle {path}: {len(net.layers)} layers, integer accuracy {net.meta.get('int_accuracy', float('nan')):.4f} "
           f"(float {net.meta.get('float_accuracy', float('nan')):.4f})")
@@ -257,6 +367,9 @@ def _cmd_eval(args) -> int:
     result = evaluate_bundle(net, load_dataset(args.dataset), args.timesteps, args.samples,
                              exit=ExitSpec() if args.no_exit else None)
     print(eval_table(result))
+    if "stages" in result:
+        print(f"stages {result['timesteps']}: average timestep {result['avg_timesteps']:g} (every layer counted; "
+              f"the paper, without the classifier: {result['avg_timesteps_paper']:g})")
     if "ablation" in result:
         from quickspike.sw.ablation import ablation_table
 
@@ -349,6 +462,30 @@ COMMANDS = {"train": _cmd_train, "quantize": _cmd_quantize, "eval": _cmd_eval, "
             "cosim": _cmd_cosim, "flow": _cmd_flow}
 
 COMMANDS.update({"calibrate": _cmd_calibrate, "atsnn-table": _cmd_atsnn_table})
+
+
+def _cmd_ssnn_ablation(args) -> int:
+    from quickspike.sw.ssnn import DEFAULT_HIDDEN, DEFAULT_LEAK_SHIFT, DEFAULT_STAGES, SSNNOptions
+    from quickspike.sw.ssnn_ablation import AblationOptions, ssnn_ablation
+
+    _check_hidden(args)
+
+    opts = AblationOptions(
+        dataset=args.dataset, arch=args.arch, stages=tuple(args.stages or DEFAULT_STAGES),
+        stage_starts=None if args.stage_starts is None else tuple(args.stage_starts),
+        early_weights=None if args.early_weights is None else tuple(args.early_weights),
+        hidden=tuple(args.hidden or DEFAULT_HIDDEN), epochs=args.epochs, seeds=tuple(dict.fromkeys(args.seed)),
+        leak_shift=DEFAULT_LEAK_SHIFT if args.leak_shift is None else args.leak_shift,
+        out=args.out, progress=not args.quiet)
+    # refuse bad options before any data is loaded or trained
+    SSNNOptions(dataset=opts.dataset, arch=opts.arch, stages=opts.stages, stage_starts=opts.stage_starts,
+                early_weights=opts.early_weights, hidden=opts.hidden, epochs=opts.epochs,
+                leak_shift=opts.leak_shift).validate()
+    ssnn_ablation(opts)
+    return 0
+
+
+COMMANDS["ssnn-ablation"] = _cmd_ssnn_ablation
 
 
 def _cmd_synth(args) -> int:

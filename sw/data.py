@@ -14,6 +14,16 @@ a directory
     ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte`` and
     ``t10k-labels-idx1-ubyte``, each optionally gzipped (``.gz``) and optionally
     spelled with a dot before ``idx`` (``train-images.idx3-ubyte``).
+``digits-events``, ``mnist5k-events``
+    the same images (same split) turned into N-MNIST-style events by simulated
+    saccades (:mod:`quickspike.sw.events`, default :class:`~quickspike.sw.events.SaccadeParams`;
+    converted once and cached on disk). The events are in ``events_train`` /
+    ``events_test``; ``x_train`` / ``x_test`` hold each sample's event counts per
+    polarity and pixel ``(N, 2, H, W)``, saturated at 255, so the set still looks
+    like an image set of 2-channel images to code that knows no events.
+an event ``.npz`` file (one that holds an ``events`` array)
+    the event data-set format of :mod:`quickspike.sw.events` (its own train/test
+    split); ``x_*`` are the event counts as above.
 a ``.npz`` file
     arrays ``x_train``, ``y_train``, ``x_test``, ``y_test``; images (N, H, W) or
     (N, C, H, W), either uint8 or float in [0, 1] (scaled to 0..255 as
@@ -39,14 +49,18 @@ import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from quickspike.errors import DataError
 
+if TYPE_CHECKING:
+    from quickspike.sw.events import EventSet
+
 __all__ = ["Dataset", "KNOWN_DATASETS", "load_dataset"]
 
-KNOWN_DATASETS = ("digits", "mnist5k")
+KNOWN_DATASETS = ("digits", "mnist5k", "digits-events", "mnist5k-events")
 
 _SPLIT_SEED = 0
 
@@ -76,7 +90,9 @@ class Dataset:
 
     Images are read-only uint8 arrays (N, C, H, W) with pixels 0..255 (C=1 for
     grayscale); labels are read-only int64 arrays (N,) in ``range(num_classes)``.
-    ``name`` is the built-in name or the path as given.
+    ``name`` is the built-in name or the path as given. An event data set also
+    carries its samples' events (:class:`~quickspike.sw.events.EventSet`, aligned
+    with ``y_train`` / ``y_test``); image sets leave them ``None``.
     """
 
     name: str
@@ -85,6 +101,20 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     num_classes: int
+    events_train: "EventSet | None" = None
+    events_test: "EventSet | None" = None
+
+    @property
+    def is_events(self) -> bool:
+        """Whether the set carries events (binned with :meth:`frames`)."""
+        return self.events_test is not None
+
+    def frames(self, split: str, steps: int, limit: int | None = None) -> np.ndarray:
+        """Binary frames ``(N, steps, 2, H, W)`` of an event set's ``split`` (train or test)."""
+        ev = self.events_train if split == "train" else self.events_test
+        if ev is None:
+            raise DataError(f"data set {self.name} has no events")
+        return ev.frames(steps, limit)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -104,7 +134,14 @@ def load_dataset(spec: str | os.PathLike[str]) -> Dataset:
         return _load_idx_dir(spec, path)
     if path.is_file():
         if path.suffix.lower() == ".npz":
+            if _has_events(path):
+                from quickspike.sw.events import read_event_file
+
+                return _event_dataset(spec, *read_event_file(path))
             return _load_npz(spec, path)
+        if path.suffix.lower() == ".npy":
+            raise DataError(f"{path}: a .npy holds one event recording without labels, not a data set "
+                            "(use an event .npz)")
         raise DataError(f"{path}: not a .npz file or a directory of IDX files")
     if os.sep in spec or "/" in spec or path.suffix:
         raise DataError(f"{path}: no such file or directory")
@@ -116,6 +153,8 @@ def load_dataset(spec: str | os.PathLike[str]) -> Dataset:
 
 @lru_cache(maxsize=len(KNOWN_DATASETS))
 def _load_builtin(name: str) -> Dataset:
+    if name.endswith("-events"):
+        return _events_builtin(name)
     if name == "digits":
         from sklearn.datasets import load_digits
 
@@ -132,6 +171,21 @@ def _load_builtin(name: str) -> Dataset:
         x = flat.astype(np.uint8).reshape(-1, 1, 28, 28)
     (x_train, y_train), (x_test, y_test) = _stratified_split(x, y.astype(np.int64))
     return _dataset(name, x_train, y_train, x_test, y_test)
+
+
+def _events_builtin(name: str) -> Dataset:
+    """``<images>-events``: the built-in image set through the saccade converter, same split."""
+    from quickspike.sw.events import converted
+
+    source = _load_builtin(name[: -len("-events")])
+    ev_train = converted(source.x_train, source.y_train)
+    ev_test = converted(source.x_test, source.y_test)
+    return _event_dataset(name, ev_train, ev_test)
+
+
+def _event_dataset(name: str, ev_train, ev_test) -> Dataset:
+    ds = _dataset(name, ev_train.counts(), ev_train.labels, ev_test.counts(), ev_test.labels)
+    return Dataset(ds.name, ds.x_train, ds.y_train, ds.x_test, ds.y_test, ds.num_classes, ev_train, ev_test)
 
 
 def _stratified_split(
@@ -205,6 +259,15 @@ def _read_idx(path: Path) -> np.ndarray:
             f"{path}: {problem} IDX data: shape {dims} needs {expected} bytes, found {len(data)}"
         )
     return np.frombuffer(data, dtype, count, offset).reshape(dims)
+
+
+def _has_events(path: Path) -> bool:
+    """Whether ``path`` is a zip holding an ``events`` array (an event data set)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return "events.npy" in zf.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 def _load_npz(name: str, path: Path) -> Dataset:

@@ -5,6 +5,13 @@ With an early-exit rule (the bundle's, unless overridden: ``ExitSpec()`` is
 the accuracy, the average timesteps actually run, a histogram of the exit timesteps
 (``{t: samples}``, summing to the sample count) and the synaptic-operation
 complexity relative to the same bundle at fixed ``T`` (:mod:`quickspike.sw.complexity`).
+
+An ``events`` bundle takes the data set's events binned into ``T`` binary frames
+(:func:`quickspike.sw.events.network_input`; at each ``T`` asked for). A staged (SSNN)
+bundle runs its own schedule: ``timesteps`` is refused, and ``avg_timesteps`` is its
+average timestep :attr:`IntNetwork.average_steps` (every layer counted) with the
+paper's (hidden layers only) in ``avg_timesteps_paper``. The synaptic-operation count
+covers direct-coded, unstaged bundles only (it is skipped for the others).
 """
 
 from __future__ import annotations
@@ -49,21 +56,29 @@ def evaluate_bundle(net: IntNetwork, data: Dataset, timesteps: list[int] | None 
     from quickspike.sw.complexity import run_with_complexity
     from quickspike.sw.golden import run_golden
 
+    from quickspike.sw.events import network_input
+
     check_compatible(net, data)
+    if net.staged and timesteps:
+        raise UsageError(f"an SSNN bundle runs its stages {','.join(map(str, net.stages.steps))}; "
+                         "--timesteps cannot be used with it")
+    if net.input_coding == "events" or net.staged:
+        complexity = False
     rule = net.exit if exit is None else exit
-    x, y = data.x_test, data.y_test
+    x, y = network_input(net, data, "test", samples), data.y_test
     if samples is not None:
-        x, y = x[:samples], y[:samples]
+        y = y[:samples]
     labels = np.asarray(y)
     n = len(labels)
     ts = timesteps or [net.timesteps]
     by_t = {}
     t0 = time.perf_counter()
     for T in ts:
+        xt = data.frames("test", T, samples) if net.input_coding == "events" and T != net.input_steps else x
         if complexity:
-            r, cx = run_with_complexity(net, x, T, exit=rule)
+            r, cx = run_with_complexity(net, xt, T, exit=rule)
         else:
-            r, cx = run_golden(net, x, T, exit=rule), None
+            r, cx = run_golden(net, xt, None if net.staged else T, exit=rule), None
         by_t[T] = {
             "accuracy": float((r.predicted.numpy() == labels).mean()) if n else 0.0,
             "avg_timesteps": float(r.timesteps.double().mean()) if n else 0.0,
@@ -87,6 +102,13 @@ def evaluate_bundle(net: IntNetwork, data: Dataset, timesteps: list[int] | None 
         "exit_histogram": main["exit_histogram"],
         "golden_samples_per_second": round(n * len(ts) / seconds, 1) if seconds > 0 else None,
     }
+    if net.staged:
+        from quickspike.sw.ssnn import paper_average_steps
+
+        result["timesteps"] = ",".join(map(str, net.stages.steps))
+        result["stages"] = net.stages.to_dict()
+        result["avg_timesteps"] = net.average_steps
+        result["avg_timesteps_paper"] = paper_average_steps(net)
     if complexity:
         result["relative_complexity"] = main["relative_complexity"]
         result["avg_sops"] = main["avg_sops"]

@@ -8,6 +8,10 @@ float input ``pixel/255``). Float weight ``w`` becomes ``w·q_l`` units, so a fl
 threshold of 1.0 is exactly ``q_l`` units and export to integers is exact: the
 integer weights are ``round(w·q_l)`` and nothing else is rescaled.
 
+**Event input** (``input_coding="events"``, :mod:`quickspike.sw.events`): the input is
+a binary frame per timestep ``(B, T, C, H, W)``; the first layer's current is
+``W_0 · x[t]``, new every timestep, and its threshold is ``q_0`` (the input is 0/1).
+
 ``quantized=True`` (training and the integer check) rounds the weights with a
 straight-through estimator and applies the hardware's floor-shift leak and membrane
 saturation, so the forward pass equals :func:`quickspike.sw.golden.run_golden` up to
@@ -41,6 +45,13 @@ class ModelConfig:
     channels: tuple[int, ...] = (16, 32)
     leak_shift: int = 2
     spec: IntSpec = IntSpec()
+    #: ``direct`` (pixels, the same current every timestep) or ``events`` (a binary frame per timestep).
+    input_coding: str = "direct"
+
+    @property
+    def input_max(self) -> int:
+        """The largest first-layer input: the pixel maximum, or 1 for binary event frames."""
+        return 1 if self.input_coding == "events" else self.spec.input_max
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -126,49 +137,81 @@ class SNNModel(nn.Module):
         for i, layer in enumerate(self.layers):
             m = float(layer.weight.detach().abs().max())
             q = int(wmax / m) if m > 0 else wmax
-            cap = vmax // (4 * (spec.input_max if i == 0 else 1))
+            cap = vmax // (4 * (self.cfg.input_max if i == 0 else 1))
             out.append(max(1, min(q, cap)))
         return out
 
-    def forward(self, pixels: torch.Tensor, timesteps: int, quantized: bool = True) -> torch.Tensor:
-        """Output potentials after every timestep, divided by the output scale: (B, T, classes)."""
-        spec = self.cfg.spec
-        lo, hi = spec.membrane_range
-        beta = 1.0 - 2.0 ** -self.cfg.leak_shift
-        scales = self.scales()
-        weights = []
+    def thresholds(self, scales: list[int] | None = None) -> list[int]:
+        """The integer threshold of every layer: ``q_l`` (times the input maximum for the first)."""
+        scales = self.scales() if scales is None else scales
+        return [q * (self.cfg.input_max if i == 0 else 1) for i, q in enumerate(scales)]
+
+    def unit_weights(self, scales: list[int], quantized: bool) -> list[torch.Tensor]:
+        """Every layer's weights in integer units (rounded with a straight-through estimator when ``quantized``)."""
+        out = []
         for layer, q in zip(self.layers, scales):
             w = layer.weight * q
             if quantized:
-                w = torch.clamp(_round_ste(w), *spec.weight_range)
-            weights.append(w)
+                w = torch.clamp(_round_ste(w), *self.cfg.spec.weight_range)
+            out.append(w)
+        return out
+
+    def neuron_step(self, i: int, current: torch.Tensor, v: torch.Tensor | None, theta: float,
+                    quantized: bool) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """One timestep of layer ``i`` from membrane ``v`` (``None``: the first timestep, v = 0).
+
+        Returns ``(spikes, v)``; the output layer (non-spiking, no leak) returns ``(None, v)``.
+        """
+        lo, hi = self.cfg.spec.membrane_range
+        last = i == len(self.layers) - 1
+        if v is None:
+            u = current
+        elif last or self.cfg.leak_shift == 0:
+            u = v + current  # output integrators, and leak_shift 0 (IF neurons): no leak
+        else:
+            exact = v * (1.0 - 2.0 ** -self.cfg.leak_shift)
+            u = (exact + (v - torch.floor(v / 2 ** self.cfg.leak_shift) - exact).detach()
+                 if quantized else exact) + current
+        if quantized:
+            u = torch.clamp(u, lo, hi)
+        if last:
+            return None, u
+        s = spike_fn(u / theta - 1.0)
+        return s, u - s.detach() * theta
+
+    def pooled(self, i: int, s: torch.Tensor) -> torch.Tensor:
+        """Layer ``i``'s spikes as the next layer sees them (sum-pooled after a convolution)."""
+        return F.avg_pool2d(s, 2) * 4 if self.pools[i] == 2 else s
+
+    def check_input(self, x: torch.Tensor, timesteps: int) -> None:
+        """Refuse an input that does not match the model's input coding."""
+        if self.cfg.input_coding == "events" and (x.ndim != 5 or x.shape[1] < timesteps):
+            raise UsageError(f"an event model takes (B, T, C, H, W) frames with T >= {timesteps}, "
+                             f"not {tuple(x.shape)}")
+
+    def forward(self, pixels: torch.Tensor, timesteps: int, quantized: bool = True) -> torch.Tensor:
+        """Output potentials after every timestep, divided by the output scale: (B, T, classes).
+
+        ``pixels``: (B, C, H, W) pixel values 0..255, or for an event model binary
+        frames (B, T', C, H, W) with ``T' >= timesteps`` (frame ``t`` feeds timestep ``t``).
+        """
+        self.check_input(pixels, timesteps)
+        scales = self.scales()
+        thetas = self.thresholds(scales)
+        weights = self.unit_weights(scales, quantized)
         x = pixels.to(torch.float32)
-        first = self._apply(0, weights[0], x)
+        events = self.cfg.input_coding == "events"
+        first = None if events else self._apply(0, weights[0], x)
         v = [None] * len(self.layers)
         outputs = []
-        for _t in range(timesteps):
-            current = first
+        for t in range(timesteps):
+            current = self._apply(0, weights[0], x[:, t]) if events else first
             for i in range(len(self.layers)):
                 if i > 0:
                     current = self._apply(i, weights[i], inp)
-                last = i == len(self.layers) - 1
-                if v[i] is None:
-                    u = current
-                elif last:
-                    u = v[i] + current  # output integrators: no leak
-                else:
-                    exact = v[i] * beta
-                    u = (exact + (v[i] - torch.floor(v[i] / 2 ** self.cfg.leak_shift) - exact).detach()
-                         if quantized else exact) + current
-                if quantized:
-                    u = torch.clamp(u, lo, hi)
-                if last:
-                    v[i] = u
-                    break
-                theta = scales[i] * (spec.input_max if i == 0 else 1)
-                s = spike_fn(u / theta - 1.0)
-                v[i] = u - s.detach() * theta
-                inp = F.avg_pool2d(s, 2) * 4 if self.pools[i] == 2 else s
+                s, v[i] = self.neuron_step(i, current, v[i], thetas[i], quantized)
+                if s is not None:
+                    inp = self.pooled(i, s)
             outputs.append(v[-1] / scales[-1])
         return torch.stack(outputs, dim=1)
 

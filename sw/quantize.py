@@ -2,7 +2,7 @@
 
 The model trains in integer units already (see :mod:`quickspike.sw.model`), so the
 export only rounds: ``W_int = round(W · q_l)``, threshold ``q_l`` (``255·q_0`` for the
-pixel-driven first layer), ``v_init = 0``, reset by subtraction, the trained leak on
+pixel-driven first layer; ``q_0`` for event frames), ``v_init = 0``, reset by subtraction, the trained leak on
 hidden layers and none on the output integrators.
 """
 
@@ -15,15 +15,18 @@ import torch
 
 from quickspike.sw.model import SNNModel
 from quickspike.sw.network import IntNetwork
-from quickspike.sw.spec import LayerSpec, NeuronSpec
+from quickspike.sw.spec import LayerSpec, NeuronSpec, StageSpec
 
 __all__ = ["export_network", "quantize_run"]
 
 
-def export_network(model: SNNModel, timesteps: int, meta: dict | None = None) -> IntNetwork:
+def export_network(model: SNNModel, timesteps: int, meta: dict | None = None,
+                   stages: StageSpec | None = None) -> IntNetwork:
+    """The integer network of ``model`` (``stages``: an SSNN schedule, see :mod:`quickspike.sw.ssnn`)."""
     cfg = model.cfg
     spec = cfg.spec
     scales = model.scales()
+    thetas = model.thresholds(scales)
     layers, weights = [], []
     shape: tuple[int, ...] = tuple(cfg.input_shape)
     n = len(model.layers)
@@ -32,7 +35,7 @@ def export_network(model: SNNModel, timesteps: int, meta: dict | None = None) ->
         w = torch.clamp(torch.round(module.weight.detach().double() * q), *spec.weight_range)
         weights.append(w.numpy().astype(np.int64))
         neuron = NeuronSpec(
-            threshold=q * (spec.input_max if i == 0 else 1),
+            threshold=thetas[i],
             v_init=0,
             leak_shift=0 if last else cfg.leak_shift,
             reset="subtract",
@@ -46,7 +49,8 @@ def export_network(model: SNNModel, timesteps: int, meta: dict | None = None) ->
         layers.append(layer)
         shape = layer.pooled_shape
     return IntNetwork(spec, tuple(layers), tuple(weights), timesteps=timesteps,
-                      meta=dict(meta or {})).validate()
+                      meta=dict(meta or {}), input_coding=cfg.input_coding,
+                      stages=stages or StageSpec()).validate()
 
 
 def quantize_run(run: Path | str, out: Path | str) -> tuple[IntNetwork, Path]:

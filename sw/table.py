@@ -88,7 +88,8 @@ def _bundle(opts: TableOptions, algo: str, given: Path | None, data):
 
 def _same_options(summary: Path, options: dict) -> bool:
     try:
-        return json.loads(summary.read_text()).get("options") == options
+        # through JSON on both sides: a tuple option is a list once saved
+        return json.loads(summary.read_text()).get("options") == json.loads(json.dumps(options))
     except (OSError, ValueError):
         return False
 

@@ -1,6 +1,7 @@
 """Training of LIF SNNs with surrogate gradients (``--algo snn`` and ``--algo atsnn``).
 
-Direct input encoding (the pixels feed the first layer every timestep), spiking
+Direct input encoding (the pixels feed the first layer every timestep) or, on an
+event data set, one binary event frame per timestep (:mod:`quickspike.sw.events`), spiking
 hidden layers, non-spiking output integrators, quantization-aware from the first
 step (see :mod:`quickspike.sw.model`). Loss: ``snn`` (fixed T): cross-entropy of the
 time-averaged output potential after ``T`` timesteps; ``atsnn`` (adaptive timestep):
@@ -33,7 +34,8 @@ from quickspike.sw.data import Dataset, load_dataset
 from quickspike.sw.files import atomic_write_bytes, atomic_write_text
 from quickspike.sw.model import ModelConfig, SNNModel
 
-__all__ = ["ALGOS", "TrainOptions", "train", "load_run", "evaluate_float", "accuracy_by_timestep"]
+__all__ = ["ALGOS", "TrainOptions", "train", "load_run", "evaluate_float", "accuracy_by_timestep", "fit",
+           "model_inputs", "shift_batch"]
 
 #: ``snn``: fixed-T loss; ``atsnn``: time-dependent loss for an adaptive (early-exit) timestep.
 ALGOS = ("snn", "atsnn")
@@ -54,12 +56,16 @@ class TrainOptions:
     augment_shift: int = 1
     #: atsnn only: the weights of the timesteps in the loss (:data:`quickspike.sw.atsnn.TD_WEIGHTS`).
     td_weights: str = DEFAULT_TD_WEIGHTS
+    #: mlp only: the widths of the hidden layers.
+    hidden: tuple[int, ...] = (128,)
 
     def validate(self) -> None:
         if self.algo not in ALGOS:
             raise UsageError(f"unknown --algo {self.algo!r}; expected one of {', '.join(ALGOS)}")
         if self.td_weights not in TD_WEIGHTS:
             raise UsageError(f"unknown --td-weights {self.td_weights!r}; expected one of {', '.join(TD_WEIGHTS)}")
+        if not self.hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden):
+            raise UsageError(f"--hidden must be positive layer widths, not {list(self.hidden)}")
         for name in ("timesteps", "epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
@@ -80,6 +86,77 @@ def _shift_batch(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch
     cols = (dx[:, None] + torch.arange(w)[None, :])  # (b, w)
     idx_b = torch.arange(b)[:, None, None]
     return padded[idx_b, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+
+
+def shift_batch(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:
+    """:func:`_shift_batch` for images (B, C, H, W) or event frames (B, T, C, H, W) (one shift per sample)."""
+    if x.ndim == 5:
+        b, t, c, h, w = x.shape
+        return _shift_batch(x.reshape(b, t * c, h, w), max_shift, gen).reshape(b, t, c, h, w)
+    return _shift_batch(x, max_shift, gen)
+
+
+def model_inputs(data: Dataset, coding: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """The train and test inputs of a model: the images (``direct``), or the events binned
+    into ``steps`` binary frames (``events``, :mod:`quickspike.sw.events`)."""
+    if coding == "direct":
+        return data.x_train, data.x_test
+    if not data.is_events:
+        raise UsageError(f"an event model needs an event data set; {data.name} has images only")
+    return data.frames("train", steps), data.frames("test", steps)
+
+
+def fit(model: torch.nn.Module, x_train: np.ndarray, y_train: np.ndarray, opts, gen: torch.Generator,
+        step_loss, evaluate, progress: bool = True, lr_scales: dict | None = None) -> list[dict]:
+    """The training loop shared by the algorithms: Adam with a one-cycle schedule, shuffled
+    batches, random shifts, a test evaluation after every epoch.
+
+    ``opts`` has ``epochs``, ``batch_size``, ``lr`` and ``augment_shift``;
+    ``step_loss(xb, yb) -> (loss, logits)`` (``logits`` for the running train accuracy);
+    ``evaluate() -> test accuracy``; ``lr_scales``: ``{parameter name prefix: factor}`` for
+    parameters that learn at ``factor · lr``. Returns the per-epoch history.
+    """
+    if lr_scales:
+        groups: dict[float, list] = {}
+        for name, param in model.named_parameters():
+            factor = next((f for prefix, f in lr_scales.items() if name.startswith(prefix)), 1.0)
+            groups.setdefault(factor, []).append(param)
+        optim = torch.optim.Adam([{"params": ps, "lr": opts.lr * f} for f, ps in groups.items()], lr=opts.lr)
+        max_lr = [opts.lr * f for f in groups]
+    else:
+        optim = torch.optim.Adam(model.parameters(), lr=opts.lr)
+        max_lr = opts.lr
+    steps = opts.epochs * ((len(x_train) + opts.batch_size - 1) // opts.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(optim, max_lr=max_lr, total_steps=steps, pct_start=0.15)
+    x_train = torch.from_numpy(np.array(x_train))
+    y_train = torch.from_numpy(np.array(y_train))
+    history = []
+    for epoch in range(opts.epochs):
+        model.train()
+        perm = torch.randperm(len(x_train), generator=gen)
+        total, correct, loss_sum = 0, 0, 0.0
+        bar = tqdm(range(0, len(perm), opts.batch_size), desc=f"epoch {epoch + 1}/{opts.epochs}",
+                   disable=not progress, leave=False, unit="batch")
+        for i in bar:
+            idx = perm[i:i + opts.batch_size]
+            xb = shift_batch(x_train[idx].float(), opts.augment_shift, gen)
+            yb = y_train[idx]
+            loss, logits = step_loss(xb, yb)
+            optim.zero_grad()
+            loss.backward()
+            optim.step()
+            sched.step()
+            total += len(idx)
+            correct += int((logits.argmax(1) == yb).sum())
+            loss_sum += float(loss.detach()) * len(idx)
+            bar.set_postfix(loss=f"{loss_sum / total:.3f}", acc=f"{correct / total:.3f}")
+        test_acc = evaluate()
+        history.append({"epoch": epoch + 1, "loss": loss_sum / total, "train_accuracy": correct / total,
+                        "test_accuracy_qat": test_acc})
+        if progress:
+            tqdm.write(f"epoch {epoch + 1}/{opts.epochs}: loss {loss_sum / total:.4f} "
+                       f"train {correct / total:.4f} test {test_acc:.4f}")
+    return history
 
 
 def evaluate_float(model: SNNModel, x: np.ndarray, y: np.ndarray, timesteps: int,
@@ -114,52 +191,28 @@ def train(opts: TrainOptions, out: Path, data: Dataset | None = None, progress: 
     torch.manual_seed(opts.seed)
     gen = torch.Generator().manual_seed(opts.seed)
     cfg = ModelConfig(arch=opts.arch, input_shape=tuple(data.shape), num_classes=data.num_classes,
-                      leak_shift=opts.leak_shift)
+                      leak_shift=opts.leak_shift, hidden=tuple(opts.hidden),
+                      input_coding="events" if data.is_events else "direct")
     model = SNNModel(cfg)
-    optim = torch.optim.Adam(model.parameters(), lr=opts.lr)
-    steps = opts.epochs * ((len(data.x_train) + opts.batch_size - 1) // opts.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(optim, max_lr=opts.lr, total_steps=steps, pct_start=0.15)
-    x_train = torch.from_numpy(np.array(data.x_train))
-    y_train = torch.from_numpy(np.array(data.y_train))
+    x_train, x_test = model_inputs(data, cfg.input_coding, opts.timesteps)
     td = timestep_weights(opts.td_weights, opts.timesteps).float() if opts.algo == "atsnn" else None
-    history = []
+
+    def step_loss(xb, yb):
+        pots = model(xb, opts.timesteps, quantized=True)
+        if td is None:
+            return F.cross_entropy(pots[:, -1] / opts.timesteps, yb), pots[:, -1]
+        return time_dependent_loss(pots, yb, td), pots[:, -1]
+
     t0 = time.time()
-    for epoch in range(opts.epochs):
-        model.train()
-        perm = torch.randperm(len(x_train), generator=gen)
-        total, correct, loss_sum = 0, 0, 0.0
-        bar = tqdm(range(0, len(perm), opts.batch_size), desc=f"epoch {epoch + 1}/{opts.epochs}",
-                   disable=not progress, leave=False, unit="batch")
-        for i in bar:
-            idx = perm[i:i + opts.batch_size]
-            xb = _shift_batch(x_train[idx].float(), opts.augment_shift, gen)
-            yb = y_train[idx]
-            pots = model(xb, opts.timesteps, quantized=True)
-            if td is None:
-                loss = F.cross_entropy(pots[:, -1] / opts.timesteps, yb)
-            else:
-                loss = time_dependent_loss(pots, yb, td)
-            optim.zero_grad()
-            loss.backward()
-            optim.step()
-            sched.step()
-            total += len(idx)
-            correct += int((pots[:, -1].argmax(1) == yb).sum())
-            loss_sum += float(loss.detach()) * len(idx)
-            bar.set_postfix(loss=f"{loss_sum / total:.3f}", acc=f"{correct / total:.3f}")
-        test_acc = evaluate_float(model, data.x_test, data.y_test, opts.timesteps, quantized=True)
-        history.append({"epoch": epoch + 1, "loss": loss_sum / total, "train_accuracy": correct / total,
-                        "test_accuracy_qat": test_acc})
-        if progress:
-            tqdm.write(f"epoch {epoch + 1}/{opts.epochs}: loss {loss_sum / total:.4f} "
-                       f"train {correct / total:.4f} test {test_acc:.4f}")
+    history = fit(model, x_train, data.y_train, opts, gen, step_loss,
+                  lambda: evaluate_float(model, x_test, data.y_test, opts.timesteps, quantized=True), progress)
     summary = {
         "options": asdict(opts),
         "model": cfg.to_dict(),
         "history": history,
-        "float_accuracy": evaluate_float(model, data.x_test, data.y_test, opts.timesteps, quantized=False),
+        "float_accuracy": evaluate_float(model, x_test, data.y_test, opts.timesteps, quantized=False),
         "qat_accuracy": history[-1]["test_accuracy_qat"] if history else None,
-        "qat_accuracy_by_timestep": accuracy_by_timestep(model, data.x_test, data.y_test, opts.timesteps),
+        "qat_accuracy_by_timestep": accuracy_by_timestep(model, x_test, data.y_test, opts.timesteps),
         "train_seconds": round(time.time() - t0, 1),
     }
     out.mkdir(parents=True, exist_ok=True)

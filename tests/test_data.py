@@ -87,7 +87,7 @@ def refusal(spec, *fragments: str) -> str:
 
 
 def test_known_datasets():
-    assert KNOWN_DATASETS == ("digits", "mnist5k")
+    assert KNOWN_DATASETS == ("digits", "mnist5k", "digits-events", "mnist5k-events")
 
 
 def test_digits():
