@@ -6,7 +6,9 @@ imports PyTorch); :func:`expected_from_golden` converts a
 :class:`~quickspike.sw.golden.GoldenResult`. :func:`first_mismatch` compares one
 :class:`~quickspike.hw.protocol.SampleResult` with it in a fixed order: every output
 potential timestep by timestep, neuron by neuron, the number of timesteps run, the
-compensated readout (IC-SNN networks) and the class. :class:`Scoreboard` collects the first mismatch of every sample.
+compensated readout (IC-SNN networks) and the class. For an SSNN network the
+per-boundary spike counts (``COUNT`` words, ``GoldenResult.stage_counts``) and split
+weights (``SPLIT`` words, ``GoldenResult.splits``) come first, boundary by boundary. :class:`Scoreboard` collects the first mismatch of every sample.
 
 Indices in messages are 0-based: ``sample 3, timestep 0, neuron 7`` is the fourth
 sample's first timestep's eighth output neuron.
@@ -32,16 +34,21 @@ class Expected:
     #: ``[n_out]`` compensated readout at the last timestep run, when the network has
     #: the IC-SNN coding compensation on (the RTL then sends ``READOUT`` words).
     readout: list[int] | None = None
+    #: SSNN, per stage boundary: ``m[t]`` of the stage's last layer, and the split ``p[k]``.
+    counts: list[list[int]] = field(default_factory=list)
+    splits: list[list[int]] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {"potentials": self.potentials, "predicted": self.predicted, "timesteps": self.timesteps,
-                "readout": self.readout}
+                "readout": self.readout, "counts": self.counts, "splits": self.splits}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Expected":
         readout = data.get("readout")
         return cls([list(map(int, row)) for row in data["potentials"]], int(data["predicted"]),
-                   int(data["timesteps"]), None if readout is None else list(map(int, readout)))
+                   int(data["timesteps"]), None if readout is None else list(map(int, readout)),
+                   [list(map(int, r)) for r in data.get("counts", [])],
+                   [list(map(int, r)) for r in data.get("splits", [])])
 
 
 @dataclass(frozen=True)
@@ -55,9 +62,13 @@ class Mismatch:
     expected: int | None
     timestep: int | None = None
     neuron: int | None = None
+    #: SSNN: the stage boundary of a ``count`` or ``split`` mismatch.
+    boundary: int | None = None
 
     def __str__(self) -> str:
         where = f"sample {self.sample}"
+        if self.boundary is not None:
+            where += f", boundary {self.boundary}"
         if self.timestep is not None:
             where += f", timestep {self.timestep}"
         if self.neuron is not None:
@@ -65,12 +76,13 @@ class Mismatch:
         if self.what == "missing":
             return f"{where}: the RTL returned no result"
         label = {"potential": "output potential", "readout": "compensated readout", "class": "class",
-                 "timesteps": "timesteps run"}[self.what]
+                 "timesteps": "timesteps run", "count": "spike count", "split": "split weight",
+                 "boundaries": "stage boundaries"}[self.what]
         return f"{where}: {label} RTL {self.got} != golden {self.expected}"
 
     def to_dict(self) -> dict:
         return {"sample": self.sample, "what": self.what, "timestep": self.timestep, "neuron": self.neuron,
-                "rtl": self.got, "golden": self.expected, "message": str(self)}
+                "boundary": self.boundary, "rtl": self.got, "golden": self.expected, "message": str(self)}
 
 
 def expected_from_golden(golden, offset: int = 0, count: int | None = None, *,
@@ -85,8 +97,11 @@ def expected_from_golden(golden, offset: int = 0, count: int | None = None, *,
     pred = golden.predicted[offset:stop].tolist()
     steps = golden.timesteps[offset:stop].tolist()
     reads = golden.readout[offset:stop].tolist() if readout else [None] * len(pred)
-    return [Expected([list(r) for r in p[:s]], int(c), int(s), None if rd is None else list(rd[s - 1]))
-            for p, c, s, rd in zip(pots, pred, steps, reads)]
+    counts = [c[offset:stop].tolist() for c in golden.stage_counts]
+    splits = [p[offset:stop].tolist() for p in golden.splits]
+    return [Expected([list(r) for r in p[:s]], int(c), int(s), None if rd is None else list(rd[s - 1]),
+                     [cb[i] for cb in counts], [sb[i] for sb in splits])
+            for i, (p, c, s, rd) in enumerate(zip(pots, pred, steps, reads))]
 
 
 def first_mismatch(sample: int, got: SampleResult | None, exp: Expected) -> Mismatch | None:
@@ -98,6 +113,15 @@ def first_mismatch(sample: int, got: SampleResult | None, exp: Expected) -> Mism
     """
     if got is None:
         return Mismatch(sample, "missing", None, None)
+    if len(got.counts) != len(exp.counts) or len(got.splits) != len(exp.splits):
+        return Mismatch(sample, "boundaries", len(got.counts), len(exp.counts))
+    for b in range(len(exp.counts)):
+        for what, have, want in (("count", got.counts[b], exp.counts[b]), ("split", got.splits[b], exp.splits[b])):
+            for t in range(max(len(have), len(want))):
+                a = have[t] if t < len(have) else None
+                w = want[t] if t < len(want) else None
+                if a != w:
+                    return Mismatch(sample, what, a, w, timestep=t, boundary=b)
     rows = len(got.potentials)
     for t in range(min(rows, exp.timesteps)):
         want, have = exp.potentials[t], got.potentials[t]

@@ -18,7 +18,9 @@ Engines (:data:`ENGINES`):
 ``pyverilator``
     :class:`PyVerilatorAccel`: the same handshake driven through
     :class:`~quickspike.cosim.pyverilator_engine.PyVerilatorSim`; every wait for
-    ``cmd.ready`` or ``res.valid`` is a clock loop in C.
+    ``cmd.ready`` or ``res.valid`` is a clock loop in C. While a sample's words go in,
+    result words that come out (an events network's POT rows, an SSNN boundary's
+    COUNT/SPLIT words) are collected on the way (a C loop waits for either).
 
 Both engines hold ``res.ready`` high while a sample runs and present the next command
 word as soon as the last one moved, so without stalls they see the same cycle counts
@@ -98,7 +100,11 @@ class Stalls:
 
 @dataclass(frozen=True)
 class Job:
-    """One network and the samples to run on it (uint8 pixels, ``(B, *input_shape)``)."""
+    """One network and the samples to run on it.
+
+    ``pixels``: uint8 pixels ``(B, *input_shape)`` for a ``direct`` network, binary
+    frames ``(B, input_steps, *input_shape)`` for an ``events`` one.
+    """
 
     net: IntNetwork
     pixels: np.ndarray
@@ -111,7 +117,8 @@ class EngineRun:
 
     engine: str
     results: list[P.SampleResult]
-    #: The raw result words of every sample (``POT``..., ``CLASS``, ``STEPS``, ``CYCLES``).
+    #: The raw result words of every sample (``COUNT``/``SPLIT``..., ``POT``..., ``CLASS``,
+    #: ``STEPS``, ``CYCLES``).
     words: list[list[int]]
     load_seconds: float
     sim_seconds: float
@@ -144,12 +151,23 @@ def cycle_budget(net: IntNetwork, lanes: int, timesteps: int | None = None) -> i
     """
     T = net.timesteps if timesteps is None else timesteps
     worst = int(event_cost_map(net.layers[0], lanes).sum())
-    per_step = 0
+    if net.input_coding == "events":
+        worst *= net.input_steps
+    steps = net.stages.layer_steps(len(net.layers)) if net.staged else (T,) * len(net.layers)
+    total = 0
     for i, layer in enumerate(net.layers):
-        per_step += fire_words(layer, lanes) + 4 * (layer.n_out + 8)
+        per_step = fire_words(layer, lanes) + 4 * (layer.n_out + 8) + 64
         if i:
-            per_step += int(event_cost_map(layer, lanes).sum()) * net.input_multiplicity(i)
-    return 4 * (worst + T * per_step) + 64 * T * len(net.layers) + 1000
+            # a stage's first layer accumulates at the timesteps of the layer before it
+            per_step += int(event_cost_map(layer, lanes).sum()) * net.input_multiplicity(i) * \
+                steps[i - 1] // steps[i]
+        total += steps[i] * per_step
+    if net.staged:      # the temporal transformers and their COUNT/SPLIT words
+        from quickspike.hw.transformer import latency
+        st = net.stages
+        total += sum(latency(a, b, tt.shift) + a + b + 16
+                     for a, b, tt in zip(st.steps, st.steps[1:], st.transformers))
+    return 4 * (worst + total) + 1000
 
 
 def _sample_shape(net: IntNetwork) -> tuple[int, int, int] | None:
@@ -159,6 +177,12 @@ def _sample_shape(net: IntNetwork) -> tuple[int, int, int] | None:
 def _as_samples(net: IntNetwork, pixels) -> np.ndarray:
     x = np.asarray(pixels)
     n_in = int(np.prod(net.input_shape))
+    if net.input_coding == "events":
+        T = net.input_steps
+        if x.ndim < 3 or x.shape[1] != T or int(np.prod(x.shape[2:])) != n_in:
+            raise UsageError(f"event samples of shape {tuple(x.shape[1:])} do not match the network's "
+                             f"{T} frames of {net.input_shape}")
+        return x.reshape(len(x), T, n_in)
     if x.ndim < 2 or int(np.prod(x.shape[1:])) != n_in:
         raise UsageError(f"samples of shape {tuple(x.shape[1:])} do not match the network input {net.input_shape}")
     return x.reshape(len(x), n_in)
@@ -174,7 +198,8 @@ def encode_job(job: Job, hwcfg: HwConfig) -> dict:
     shape = _sample_shape(net)
     return {
         "config": P.encode_network(net, hwcfg, timesteps=job.timesteps),
-        "samples": [P.encode_sample(img, net.spec, shape=shape) for img in flat],
+        "samples": [P.encode_sample(img, net.spec, shape=shape, events=net.input_coding == "events")
+                    for img in flat],
         "n_out": net.layers[-1].n_out,
         "spec": net.spec.to_dict(),
         "budget": cycle_budget(net, hwcfg.lanes, job.timesteps),
@@ -243,16 +268,36 @@ class PyVerilatorAccel:
         self._budget = budget
 
     def run_words(self, sample_words: list[int]) -> list[int]:
-        """Send one sample's words (START .. RUN) and return its result words."""
+        """Send one sample's words (START .. RUN) and return its result words.
+
+        ``res.ready`` is high from the first word on, and result words that come while
+        the sample's words are still going in (an events network's POT rows, an SSNN
+        boundary's COUNT/SPLIT words) are collected on the way: the host never stalls
+        the accelerator, as the cocotb monitor never does.
+        """
         sim = self.sim
-        # Results only flow between RUN and the CYCLES word: with res.ready low while
-        # loading, a result word that came early would stall the DUT, not get lost.
-        self._send(sample_words, self._budget)
-        sim.set(self._res_ready, 1)
-        get, tick, run_until = sim.get, sim.tick, sim.run_until
+        get, set_, tick, run_until = sim.get, sim.set, sim.tick, sim.run_until
+        either = sim.run_until_either
         rvalid, rpayload, budget = self._res_valid, self._res_payload, self._budget
+        cvalid, cready, cpayload = self._cmd_valid, self._cmd_ready, self._cmd_payload
         out = []
         cycles_tag = P.TAG["CYCLES"]
+        set_(self._res_ready, 1)
+        set_(cvalid, 1)
+        for w in sample_words:
+            set_(cpayload, w)
+            while True:
+                either(cready, rvalid, budget)
+                if get(rvalid):
+                    out.append(get(rpayload))
+                moved = get(cready)
+                tick()
+                if moved:
+                    break
+        set_(cvalid, 0)
+        if out and out[-1] >> 32 == cycles_tag:     # a sample that exited early
+            sim.set(self._res_ready, 0)
+            return out
         while True:
             run_until(rvalid, 1, budget)
             w = get(rpayload)

@@ -42,7 +42,7 @@ from .toolchain import cxx_version, ensure_verilator, verilator_version
 
 __all__ = ["DEFAULT_BUILD_ARGS", "PyVerilatorSim"]
 
-ENGINE = "pyverilator/1"
+ENGINE = "pyverilator/2"
 
 DEFAULT_BUILD_ARGS = ("-Wno-WIDTH", "-Wno-fatal")
 """Verilator arguments every build gets: Amaranth's Verilog trips WIDTH lints."""
@@ -56,7 +56,8 @@ _LOG_TAIL_LINES = 40
 _NOT_REACHED = -1
 
 
-def _fast_path_cpp(top_module: str, ports: Sequence[tuple[str, int]]) -> str:
+def _fast_path_cpp(top_module: str, ports: Sequence[tuple[str, int]],
+                   outputs: Sequence[tuple[str, int]] = ()) -> str:
     """C++ for ``qs_tick`` and one ``qs_run_until_<port>`` per port of up to 64 bits."""
     model = f"V{top_module}"
     cycle = (f"top->{CLOCK} = 1; top->eval(); main_time++; "
@@ -80,6 +81,19 @@ def _fast_path_cpp(top_module: str, ports: Sequence[tuple[str, int]]) -> str:
             "    }",
             "}",
         ]
+    # qs_run_until_either_<a>__<b>: clock until either of two 1-bit outputs is 1
+    bits = [name for name, width in outputs if width == 1]
+    for i, a in enumerate(bits):
+        for b in bits[i + 1:]:
+            lines += [
+                f"int64_t qs_run_until_either_{a}__{b}({model}* top, uint64_t max_cycles) {{",
+                "    for (uint64_t i = 0;; i++) {",
+                f"        if (top->{a} || top->{b}) return (int64_t)i;",
+                f"        if (i == max_cycles) return {_NOT_REACHED};",
+                f"        {cycle}",
+                "    }",
+                "}",
+            ]
     lines.append("}")
     return "\n".join(lines)
 
@@ -88,7 +102,7 @@ def _template_with_fast_path(original):
     def template_cpp(top_module, inputs, outputs, internal_signals, json_data):
         code = original(top_module, inputs, outputs, internal_signals, json_data)
         if any(name == CLOCK for name, _ in inputs):
-            code += "\n" + _fast_path_cpp(top_module, [*inputs, *outputs])
+            code += "\n" + _fast_path_cpp(top_module, [*inputs, *outputs], outputs)
         return code
     return template_cpp
 
@@ -185,6 +199,12 @@ class PyVerilatorSim:
                                  ctypes.c_uint64, ctypes.c_uint64)
                 for name, width in {**self.inputs, **self.outputs}.items() if width <= 64
             }
+            bits = [name for name, width in self.outputs.items() if width == 1]
+            self._run_until_either = {
+                (a, b): self._bind(getattr(lib, f"qs_run_until_either_{a}__{b}"), ctypes.c_int64, ctypes.c_uint64)
+                for i, a in enumerate(bits) for b in bits[i + 1:]
+                if hasattr(lib, f"qs_run_until_either_{a}__{b}")
+            }
 
     def _bind(self, fn, restype, *argtypes):
         fn.restype = restype
@@ -253,6 +273,23 @@ class PyVerilatorSim:
         self.set(RESET, 1)
         self.tick(cycles)
         self.set(RESET, 0)
+
+    def run_until_either(self, a: str, b: str, max_cycles: int) -> int:
+        """Clock until 1-bit output ``a`` or ``b`` is 1; return the cycles clocked.
+
+        Raises :class:`TimeoutError` when neither is within ``max_cycles``.
+        """
+        self._require_clock()
+        fn = self._run_until_either.get((a, b)) or self._run_until_either.get((b, a))
+        if fn is None:
+            raise ValueError(f"{a!r} and {b!r} are not two 1-bit outputs")
+        if self._dirty:
+            self._eval()
+            self._dirty = False
+        cycles = fn(max_cycles)
+        if cycles == _NOT_REACHED:
+            raise TimeoutError(f"neither {a} nor {b} is 1 after {max_cycles} cycles")
+        return cycles
 
     def run_until(self, name: str, value: int, max_cycles: int) -> int:
         """Clock until port ``name`` equals ``value``; return the cycles clocked.

@@ -1,9 +1,12 @@
 """``quickspike cosim``: a bundle's test samples through the generated RTL, checked bit-exact.
 
-:func:`run_cosim` loads the bundle and the first ``samples`` images of the data set's
-test split, runs the golden model (recording spikes, for the performance lower bound)
-and the RTL under the chosen engine (:mod:`.engines`), compares every sample's
-per-timestep output potentials, class and timesteps (:mod:`.compare`) and returns a
+:func:`run_cosim` loads the bundle and the first ``samples`` inputs of the data set's
+test split (:func:`quickspike.sw.events.network_input`: pixels for a ``direct``
+network, binary frames for an ``events`` one), runs the golden model (recording
+spikes, for the performance lower bound) and the RTL under the chosen engine
+(:mod:`.engines`), compares every sample's per-timestep output potentials, class and
+timesteps and, for an SSNN network, every stage boundary's spike counts and split
+weights (:mod:`.compare`) and returns a
 :class:`CosimReport`: the JSON figures, the printable table and the first mismatch of
 every failing sample. On a mismatch the first failing sample is run again under cocotb
 with an FST waveform (VCD where the host cannot write FST).
@@ -11,6 +14,8 @@ with an FST waveform (VCD where the host cannot write FST).
 Figures: ``cycles_per_inference`` is the mean of the RTL's ``CYCLES`` words (START
 accepted to the CYCLES word), ``lower_bound_cycles`` the mean of
 :func:`quickspike.hw.perf.lower_bound_cycles` for the same spikes;
+for an SSNN network ``transformer_cycles`` is the transformers' fixed cost per sample,
+which the bound leaves out (:func:`quickspike.hw.perf.transformer_cycles`);
 ``samples_per_second`` counts the wall time of driving the samples' words and
 collecting their results in the simulation (the one-time weight load, the build and
 the simulator start-up are reported separately as ``load_seconds`` and
@@ -39,7 +44,7 @@ __all__ = ["HW_OVERRIDES", "CosimOptions", "CosimReport", "hwconfig_for", "run_c
 
 #: HwConfig fields a user may set explicitly (``generate`` and ``cosim`` options).
 HW_OVERRIDES = ("weight_words", "neuron_words", "event_words", "max_layers", "max_inputs", "max_outputs",
-                "max_map", "max_timesteps")
+                "max_map", "max_timesteps", "max_stages", "max_stage_steps")
 
 _MESSAGE_LIMIT = 10
 
@@ -133,7 +138,7 @@ def run_cosim(opts: CosimOptions, log: Callable[[str], None] | None = None) -> C
     """Run the comparison described by ``opts``; see the module docstring."""
     from quickspike.cosim import engines
     from quickspike.cosim.compare import compare_all, expected_from_golden
-    from quickspike.hw.perf import lower_bound_cycles
+    from quickspike.hw.perf import lower_bound_cycles, transformer_cycles
     from quickspike.sw.bundle import load_bundle
     from quickspike.sw.data import load_dataset
     from quickspike.sw.evaluate import check_compatible
@@ -146,20 +151,28 @@ def run_cosim(opts: CosimOptions, log: Callable[[str], None] | None = None) -> C
     if opts.no_exit:
         net = dataclasses.replace(net, exit=ExitSpec())
     data = load_dataset(opts.dataset)
-    check_compatible(net, data)
+    events = net.input_coding == "events"
+    if not events:
+        check_compatible(net, data)
+    elif data.num_classes > net.num_classes:
+        raise UsageError(f"data set {data.name} has {data.num_classes} classes, the bundle only {net.num_classes}")
     n_test = len(data.x_test)
     if opts.samples > n_test:
         raise UsageError(f"--samples {opts.samples} exceeds the {n_test} test samples of {data.name}")
+    if opts.timesteps is not None and (net.staged or events) and opts.timesteps != net.timesteps:
+        raise UsageError(f"--timesteps {opts.timesteps}: an {'SSNN' if net.staged else 'event-input'} "
+                         f"network runs its own {list(net.stages.steps) if net.staged else net.timesteps} timesteps")
     T = net.timesteps if opts.timesteps is None else opts.timesteps
     hwcfg = hwconfig_for(net, opts.lanes, T, **opts.hw)
-    x = np.asarray(data.x_test[:opts.samples]).reshape(opts.samples, *net.input_shape)
+    x = _inputs(net, data, opts.samples)
     labels = np.asarray(data.y_test[:opts.samples])
+    T_run = None if net.staged else T
 
-    golden = run_golden(net, x, T, record_spikes=True)
+    golden = run_golden(net, x, T_run, record_spikes=True)
     expected = expected_from_golden(golden, readout=net.compensation.enabled)
     progress = _Progress(f"cosim {opts.engine}", opts.progress)
     try:
-        run = engines.run_samples(net, x, hwcfg, opts.engine, timesteps=T, progress=progress)
+        run = engines.run_samples(net, x, hwcfg, opts.engine, timesteps=T_run, progress=progress)
     except TimeoutError as e:
         raise UserError(f"the RTL hangs: {e} (a hardware bug; rerun with --engine cocotb for a log)") from None
     except RuntimeError as e:
@@ -167,7 +180,8 @@ def run_cosim(opts: CosimOptions, log: Callable[[str], None] | None = None) -> C
     board = compare_all(run.results, expected)
 
     spikes = golden.spikes
-    bounds = [lower_bound_cycles(net, tuple(s[i] for s in spikes), x[i], hwcfg.lanes, T) for i in range(len(x))]
+    bounds = [lower_bound_cycles(net, tuple(s[i] for s in spikes), x[i], hwcfg.lanes, T_run)
+              for i in range(len(x))]
     pred = np.array([r.predicted for r in run.results])
     cycles = np.array([r.cycles for r in run.results], dtype=np.float64)
     n = len(x)
@@ -179,6 +193,10 @@ def run_cosim(opts: CosimOptions, log: Callable[[str], None] | None = None) -> C
         "engine": opts.engine,
         "lanes": hwcfg.lanes,
         "timesteps": T,
+        "input_coding": net.input_coding,
+        "stages": list(net.stages.steps) if net.staged else None,
+        "average_steps": net.average_steps if net.staged else None,
+        "transformer_cycles": transformer_cycles(net) if net.staged else None,
         "samples": n,
         "mismatches": len(board.mismatches),
         "accuracy_rtl": float((pred == labels).mean()) if n else 0.0,
@@ -198,11 +216,26 @@ def run_cosim(opts: CosimOptions, log: Callable[[str], None] | None = None) -> C
     }
     report = CosimReport(figures, list(board.mismatches))
     if board.mismatches:
-        report.waves = _record_waves(net, x, hwcfg, T, board.mismatches[0].sample,
+        report.waves = _record_waves(net, x, hwcfg, T_run, board.mismatches[0].sample,
                                      opts.waves_dir or Path("build/cosim"))
         figures["waves"] = str(report.waves) if report.waves else None
     figures["total_seconds"] = round(time.perf_counter() - t_start, 3)
     return report
+
+
+def _inputs(net: IntNetwork, data, samples: int) -> np.ndarray:
+    """The first ``samples`` test inputs as the network takes them (pixels or event frames)."""
+    try:
+        from quickspike.sw.events import network_input
+    except ImportError:
+        if net.input_coding == "events":
+            raise UsageError("an event-input bundle needs quickspike.sw.events, which this installation lacks") \
+                from None
+        return np.asarray(data.x_test[:samples]).reshape(samples, *net.input_shape)
+    x = np.asarray(network_input(net, data, split="test", limit=samples))
+    if net.input_coding == "events":
+        return x.reshape(samples, net.input_steps, *net.input_shape)
+    return x.reshape(samples, *net.input_shape)
 
 
 def _record_waves(net, x, hwcfg, T, sample: int, folder: Path) -> Path | None:
@@ -238,10 +271,14 @@ def cosim_table(figures: dict) -> str:
         ["mismatches", f["mismatches"]],
         ["accuracy (RTL / golden)", f"{f['accuracy_rtl']:.4f} / {f['accuracy_golden']:.4f}"],
         ["avg timesteps", f"{f['avg_timesteps']:.2f}"],
+        *([["SSNN average timestep", f"{f['average_steps']:.2f}"]] if f.get("average_steps") else []),
         ["cycles / inference", f"{f['cycles_per_inference']:.1f}"],
         ["lower bound (cycles)", f"{f['lower_bound_cycles']:.1f}" + (f"  (ratio {ratio:.3f})" if ratio else "")],
+        *([["transformer (cycles)", f"{f['transformer_cycles']}"]] if f.get("transformer_cycles") else []),
         ["samples / s (simulation)", f"{f['samples_per_second']:.1f}"],
     ]
+    steps = f"stages {f['stages']}" if f.get("stages") else f"T={f['timesteps']}"
+    coding = ", event input" if f.get("input_coding") == "events" else ""
     head = (f"{f['dataset']}: {f['samples']} test samples, {f['engine']} engine, {f['lanes']} lanes, "
-            f"T={f['timesteps']}")
+            f"{steps}{coding}")
     return head + "\n" + table(["figure", "value"], rows)

@@ -18,7 +18,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 
 from quickspike.sw.network import IntNetwork
-from quickspike.sw.spec import IntSpec
+from quickspike.sw.spec import MAX_STEPS, IntSpec
 
 __all__ = ["HwConfig", "words", "bits_for", "COMP_FRAC_BITS", "COMP_SHIFT_MAX", "COMP_MUL_BITS"]
 
@@ -78,6 +78,12 @@ class HwConfig:
     max_map: int = 32
     #: Largest timestep count a run may ask for.
     max_timesteps: int = 1024
+    #: SSNN stages the controller can run (1: no SSNN hardware at all: no temporal
+    #: transformer, spike counters, split multipliers or stage registers).
+    max_stages: int = 1
+    #: Most timesteps of one stage (sizes the temporal transformer: its weight RAM holds
+    #: ``(max_stages - 1) · max_stage_steps²`` weights); unused when ``max_stages == 1``.
+    max_stage_steps: int = 8
 
     def __post_init__(self) -> None:
         if not isinstance(self.spec, IntSpec):
@@ -86,7 +92,8 @@ class HwConfig:
             "lanes": (1, 64), "weight_words": (1, 1 << 24), "neuron_words": (1, 1 << 20),
             "event_words": (1, 1 << 20), "max_layers": (2, 16), "max_inputs": (1, _MAX_INPUTS),
             "max_outputs": (1, 1 << 12), "max_map": (1, _MAX_MAP - 1),
-            "max_timesteps": (1, _MAX_TIMESTEPS - 1),
+            "max_timesteps": (1, _MAX_TIMESTEPS - 1), "max_stages": (1, 16),
+            "max_stage_steps": (1, MAX_STEPS),
         }
         for name, (lo, hi) in limits.items():
             value = getattr(self, name)
@@ -150,6 +157,20 @@ class HwConfig:
         """Width of an event's value in the accumulate engine: a pixel or a compensation ``q``."""
         return max(self.spec.input_bits, COMP_FRAC_BITS)
 
+    @property
+    def stages(self) -> bool:
+        """Whether the design has the SSNN hardware (stage-major controller, transformer)."""
+        return self.max_stages > 1
+
+    @property
+    def count_bits(self) -> int:
+        """Bits of a per-timestep spike count of one layer (``<= neuron_words · lanes``)."""
+        return bits_for(self.neuron_words * self.lanes)
+
+    @property
+    def stage_step_bits(self) -> int:
+        return bits_for(self.max_stage_steps)
+
     # -- JSON -------------------------------------------------------------------------
 
     def to_dict(self) -> dict:
@@ -197,5 +218,7 @@ class HwConfig:
             max_map=min(_MAX_MAP - 1, r(max(maps, default=1))),
             max_timesteps=max(1024, net.timesteps),
         )
+        if net.staged:
+            params.update(max_stages=len(net.stages.steps), max_stage_steps=max(net.stages.steps))
         params.update(overrides)
         return cls(**params)

@@ -50,6 +50,19 @@ def check_fits(net: IntNetwork, hwcfg: HwConfig, *, timesteps: int | None = None
     if not isinstance(rule, ExitSpec):
         raise TypeError(f"exit must be an ExitSpec, not {type(rule).__name__}")
     rule.validate(net.spec, out.n_out)
+    if net.staged:
+        n = len(net.stages.steps)
+        if not hwcfg.stages:
+            raise FitError(f"the network has {n} SSNN stages but the hardware has no stage support "
+                           f"(max_stages = {hwcfg.max_stages})")
+        _need("the network's stage count", n, hwcfg.max_stages, "max_stages")
+        for i, steps in enumerate(net.stages.steps):
+            _need(f"stage {i}'s timesteps", steps, hwcfg.max_stage_steps, "max_stage_steps")
+        if timesteps is not None and timesteps != net.timesteps:
+            raise FitError(f"an SSNN network runs its stages {list(net.stages.steps)}: "
+                           f"timesteps = {timesteps} cannot replace them")
+        if rule.rule != "none":
+            raise FitError(f"the exit rule {rule.rule!r} cannot be combined with SSNN stages")
     # the threshold register holds a margin (< 2**membrane_bits) or a table sum (<= n_out·EXP_TABLE[0])
     th_limit = max((1 << net.spec.membrane_bits) - 1, hwcfg.max_outputs * EXP_TABLE[0])
     _need("the exit threshold", rule.threshold, th_limit, "the exit threshold register's maximum")

@@ -10,6 +10,7 @@ from quickspike.hw import protocol as P
 from quickspike.hw.config import COMP_FRAC_BITS, COMP_MUL_BITS, COMP_SHIFT_MAX, HwConfig
 from quickspike.hw.exit_unit import shift_bits, threshold_bits
 from quickspike.hw.top import Accelerator
+from quickspike.sw.spec import SPLIT_FRAC_BITS, TT_WEIGHT_BITS
 
 __all__ = ["TOP_NAME", "generate_verilog", "manifest", "manifest_json"]
 
@@ -45,12 +46,16 @@ def manifest(hwcfg: HwConfig, name: str = TOP_NAME) -> dict:
                                            + max(2 * hwcfg.map_bits, hwcfg.neuron_addr_bits)),
             "membranes": hwcfg.neuron_words * L * spec.membrane_bits,
             "outputs": hwcfg.out_words * L * spec.membrane_bits,
+            # SSNN: the temporal transformer's weights (none without stage support)
+            "transformer_weights": ((hwcfg.max_stages - 1) * hwcfg.max_stage_steps ** 2 * TT_WEIGHT_BITS
+                                    if hwcfg.stages else 0),
         },
         "limits": {
             "max_layers": hwcfg.max_layers, "weight_words": hwcfg.weight_words,
             "neuron_words": hwcfg.neuron_words, "event_words": hwcfg.event_words,
             "max_inputs": hwcfg.max_inputs, "max_outputs": hwcfg.max_outputs,
             "max_map": hwcfg.max_map, "max_timesteps": hwcfg.max_timesteps,
+            "max_stages": hwcfg.max_stages, "max_stage_steps": hwcfg.max_stage_steps,
         },
         "protocol": {"weights_per_beat": P.weights_per_beat(spec),
                      "beats_per_word": P.beats_per_word(spec, L),
@@ -59,7 +64,10 @@ def manifest(hwcfg: HwConfig, name: str = TOP_NAME) -> dict:
                      "exit_shift_bits": shift_bits(spec),
                      "result_tags": dict(P.TAG),
                      "compensation": {"frac_bits_max": COMP_FRAC_BITS, "shift_max": COMP_SHIFT_MAX,
-                                      "mul_bits": COMP_MUL_BITS}},
+                                      "mul_bits": COMP_MUL_BITS},
+                     "input_codings": ["direct", "events"],
+                     "stages": {"registers": P.REG_STAGES, "stage_base": P.STAGE_BASE,
+                                "split_frac_bits": SPLIT_FRAC_BITS} if hwcfg.stages else None},
     }
 
 

@@ -13,6 +13,15 @@ array needs when it spends exactly one cycle per weight word and per neuron word
 With an early exit only the timesteps a sample actually runs count (its exit step,
 ``GoldenResult.timesteps``): spikes after the exit are never computed.
 
+Event input (``input_coding == "events"``): each set input of each frame, every
+timestep of the first stage, costs ``ceil(fanout / lanes)`` of the first layer (there
+is no once-per-sample term). SSNN stages: every layer counts its own stage's
+timesteps (fire sweeps ``T_i·ceil(n_out / lanes)``), and a stage's first layer pays for
+the events of the layer before it at *that* layer's timesteps (it accumulates
+``C = Σ_t W·s_b[t]`` while the stage before runs). The temporal transformer
+(:func:`quickspike.hw.transformer.latency`) and its ``COUNT``/``SPLIT`` words are not in
+the bound: :func:`transformer_cycles` gives that fixed cost per sample.
+
 With the coding compensation on, the readout adds, once per sample:
 
 * each neuron of the last hidden layer with ``q > 0`` at the readout timestep (inside
@@ -34,11 +43,11 @@ import numpy as np
 
 import torch
 
-from quickspike.sw.golden import encode_pixels, layer_current, lif_step, run_golden, sum_pool
+from quickspike.sw.golden import encode_input, encode_pixels, layer_current, lif_step, run_golden, sum_pool
 from quickspike.sw.network import IntNetwork
 from quickspike.sw.spec import CompensationSpec, ExitSpec, LayerSpec
 
-__all__ = ["lower_bound_cycles", "fire_words", "event_cost_map", "compensation_events"]
+__all__ = ["lower_bound_cycles", "fire_words", "event_cost_map", "compensation_events", "transformer_cycles"]
 
 
 def _ceil(a: int, b: int) -> int:
@@ -73,12 +82,16 @@ def compensation_events(net: IntNetwork, pixels, steps: int,
     """
     comp = net.compensation if compensation is None else compensation
     layers = net.layers
-    x = encode_pixels(np.asarray(pixels).reshape(net.input_shape)[None], net.spec)
+    events = net.input_coding == "events"
+    if events:
+        x = encode_input(net, np.asarray(pixels).reshape(-1, *net.input_shape)[None], net.timesteps)
+    else:
+        x = encode_pixels(np.asarray(pixels).reshape(net.input_shape)[None], net.spec)
     weights = [torch.as_tensor(w, dtype=torch.float64) for w in net.weights[:-1]]
     v = [torch.full((1, *layer.out_shape), layer.neuron.v_init, dtype=torch.int64) for layer in layers[:-1]]
-    first = layer_current(layers[0], weights[0], x)
+    first = None if events else layer_current(layers[0], weights[0], x)
     for _t in range(steps):
-        current = first
+        current = layer_current(layers[0], weights[0], x[:, _t]) if events else first
         for i, layer in enumerate(layers[:-1]):
             if i > 0:
                 current = layer_current(layer, weights[i], inputs)
@@ -90,6 +103,19 @@ def compensation_events(net: IntNetwork, pixels, steps: int,
         _, hp, wp = hidden.pooled_shape
         q = q[..., :hp * hidden.pool, :wp * hidden.pool]
     return int((q > 0).sum())
+
+
+def transformer_cycles(net: IntNetwork) -> int:
+    """Cycles of the temporal transformers of one sample (0 unless staged), not in the bound.
+
+    Per boundary: the transformer's latency (``start`` to ``done``) plus one result word
+    per ``m[t]`` and ``p[k]``.
+    """
+    if not net.staged:
+        return 0
+    from quickspike.hw.transformer import latency
+    st = net.stages
+    return sum(latency(a, b, tt.shift) + a + b for a, b, tt in zip(st.steps, st.steps[1:], st.transformers))
 
 
 def lower_bound_cycles(net: IntNetwork, golden_spikes, pixels, lanes: int,
@@ -107,13 +133,14 @@ def lower_bound_cycles(net: IntNetwork, golden_spikes, pixels, lanes: int,
     """
     if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes < 1:
         raise ValueError(f"lanes = {lanes!r} must be a positive integer")
-    pix = np.asarray(pixels).reshape(net.input_shape)
+    events = net.input_coding == "events"
+    pix = np.asarray(pixels).reshape(-1, *net.input_shape) if events else np.asarray(pixels).reshape(net.input_shape)
     rule = net.exit if exit is None else exit
     if golden_spikes is None or (steps is None and rule.rule != "none"):
         g = run_golden(net, pix[None], timesteps, exit=rule, record_spikes=golden_spikes is None)
         if golden_spikes is None:
             golden_spikes = g.spikes
-        if steps is None:
+        if steps is None and rule.rule != "none":
             steps = int(g.timesteps[0])
     if steps is not None:
         try:
@@ -124,9 +151,27 @@ def lower_bound_cycles(net: IntNetwork, golden_spikes, pixels, lanes: int,
             raise ValueError(f"steps = {steps!r} must be a positive integer") from None
         if steps < 1:
             raise ValueError(f"steps = {steps!r} must be a positive integer")
-    x = encode_pixels(pix, net.spec).numpy()
     first = net.layers[0]
-    total = int((event_cost_map(first, lanes).reshape(-1)[x.reshape(-1) != 0]).sum())
+    if events:
+        T0 = net.input_steps if steps is None else min(net.input_steps, steps)
+        frames = pix[:T0].reshape(T0, -1)
+        total = int(((frames != 0) * event_cost_map(first, lanes).reshape(1, -1)).sum())
+    else:
+        x = encode_pixels(pix, net.spec).numpy()
+        total = int((event_cost_map(first, lanes).reshape(-1)[x.reshape(-1) != 0]).sum())
+    if net.staged:
+        # each layer's events and fire sweeps over its own stage's timesteps (no exit)
+        layer_T = net.stages.layer_steps(len(net.layers))
+        for i, layer in enumerate(net.layers):
+            if i > 0:
+                s = golden_spikes[i - 1]
+                s = s[0] if s.dim() == len(net.layers[i - 1].out_shape) + 2 else s
+                prev = net.layers[i - 1]
+                counts = sum_pool(s.double(), prev.pool) if prev.kind == "conv" else s.double()
+                counts = counts.reshape(counts.shape[0], -1).numpy()[:layer_T[i - 1]]
+                total += int((counts * event_cost_map(layer, lanes).reshape(1, -1)).sum())
+            total += layer_T[i] * _ceil(layer.n_out, lanes)
+        return total
     T = None
     for i, layer in enumerate(net.layers):
         if i > 0:

@@ -24,16 +24,19 @@ Datapath (``L`` = lanes; all RAMs are ``lib.memory`` with registered read ports)
   back-to-back events on the same word never stall.
 * **Current RAM epoch**: every current word carries one extra bit, the parity of the
   sample that wrote it (``epoch`` flips at each START); a word of another parity
-  reads as 0. So a sample that exits early (leaving the first layer's static current
-  and the partial currents of a speculative timestep behind) needs no clearing sweep.
-  Every word of the network is written at timestep 0 of every sample, which keeps the
-  parity unambiguous; a change of layout (``REG_LAYERS`` or a layer field written)
+  reads as 0 (so an event frame, or an SSNN stage's summed current, starts from 0 in
+  every sample without a clearing sweep). So a sample that exits early (leaving the
+  first layer's static current and the partial currents of a speculative timestep
+  behind) needs no clearing sweep. Every word of the network is written at timestep 0
+  of every sample (of its stage, for SSNN: every stage runs), which keeps the parity
+  unambiguous; a change of layout (``REG_LAYERS`` or a layer field written)
   clears the network's words once, before the next START is taken (not counted in
   CYCLES).
 * **Fire phase** per layer-timestep: a 5-stage sweep over the layer's words:
   read (F0) → registered v and I, ``v_init`` replacing v at timestep 0 (F1) → leak
   with a run-time shift (F2) → saturating add, and the current cleared (F3; the first
-  layer's static current is written back until the last timestep) → threshold,
+  layer's static current, or an SSNN stage's summed current ``C`` of its first layer, is
+  written back until the stage's last timestep; an event frame is cleared) → threshold,
   reset, write back and write one event entry per word with a spike (F4). A conv layer's
   sweep keeps its coordinates and pooled coordinates in counters, so pooling and
   flattening are address maps on the entries (rows/cols past whole pool windows are
@@ -46,12 +49,12 @@ Datapath (``L`` = lanes; all RAMs are ``lib.memory`` with registered read ports)
   ``margin``, top-1/top-2; for ``softmax`` the streamer sends the potentials through it
   a second time (``n_out`` cycles, no result words). After the last timestep it sends
   the class, the timestep count and the cycle count.
-* **Timestep controller**: fixed-T (``REG_EXIT_RULE`` = 0) or adaptive (ATSNN) mode;
-  ``T`` is a run-time register. Layer-major within a timestep: fire layer 0 (static
-  current) → accumulate layer 1 from its events → fire layer 1 → … → fire the output
-  layer. The per-layer fields are read through one registered copy (``cur_*``) of the
-  selected layer, loaded in a one-cycle setup state, so no wide register-file mux
-  sits on a datapath.
+* **Timestep controller**: fixed-T (``REG_EXIT_RULE`` = 0) or adaptive (ATSNN) mode,
+  or stage-major (SSNN, below); ``T`` is a run-time register. Layer-major within a
+  timestep: fire layer 0 (static current, or this timestep's event frame) → accumulate
+  layer 1 from its events → fire layer 1 → … → fire the output layer. The per-layer
+  fields are read through one registered copy (``cur_*``) of the selected layer,
+  loaded in a one-cycle setup state, so no wide register-file mux sits on a datapath.
 * **Adaptive mode**: after the output potentials of timestep ``t`` are out, the
   controller does not wait for the exit decision: it starts timestep ``t + 1``
   speculatively (it only waits, as in fixed-T mode, before it would overwrite the
@@ -93,6 +96,44 @@ Datapath (``L`` = lanes; all RAMs are ``lib.memory`` with registered read ports)
   pass runs on the exit timestep's state. With ``REG_COMP_ENABLE`` = 0 nothing of
   this runs and the cycle counts are those of a design without it.
 
+* **Event input** (``REG_INPUT_EVENTS``, ``input_coding == "events"``): the first
+  layer gets a new binary frame every timestep of the first stage. Each timestep of
+  that stage starts in the pixel states (``PIX_SETUP`` → ``PIXELS`` → ``PIX_DRAIN``):
+  the host's PIXEL words (value 1) for frame ``t`` go through the event pipeline into
+  layer 0's current, RUN ends the frame, and layer 0 fires with its current *cleared*
+  (not written back as a static direct-coded current is). The command stream is not
+  taken between frames (``cmd.ready`` low), so the host paces nothing; with an exit
+  rule a decision may land while the controller waits for the next frame (the pixel
+  states drop the speculative work as the others do).
+* **SSNN stages** (only generated when ``HwConfig.max_stages > 1``; ``REG_STAGES`` >= 2
+  at run time): stage-major. Stage ``i`` (layers ``starts[i] .. starts[i+1]-1``, the
+  registered copies ``st_first``/``st_bound``/``st_T`` of its fields) runs its
+  ``steps[i]`` timesteps counted from 0 (``v_init`` at its timestep 0), layer-major
+  within a timestep as above. After its last (boundary) layer ``b`` fires, the
+  accumulate phase of layer ``b + 1`` runs from ``b``'s events (``bacc``) but that
+  layer is not fired: the controller goes on to the stage's next timestep, so after the
+  stage ``b + 1``'s current RAM words hold ``C = Σ_t W·s_b[t]`` exactly (the epoch bit
+  makes the first write of a sample start from 0). During ``b``'s fire sweeps a
+  popcount of the F4 spike mask (every neuron, rows/cols that a pooling drops
+  included, padding lanes never) gives ``m[t]``, kept in ``count`` registers and
+  written into the :class:`~quickspike.hw.transformer.TemporalTransformer`. At the end
+  of the stage (``T_START`` → ``T_WAIT``) the transformer computes ``p``; the streamer
+  then sends ``T_i`` COUNT and ``T_{i+1}`` SPLIT words (reading ``p`` through the
+  transformer's registered read port one word ahead, and copying it into ``split``
+  registers), and the next stage starts (``T_EMIT`` → ``S_SETUP``). The next stage's
+  first layer at its timestep ``k`` takes ``(C · p[k]) >> SPLIT_FRAC_BITS`` in F2→F3
+  (one ``acc_bits × (SPLIT_FRAC_BITS+1)`` multiplier per lane, ``cur_p`` = ``p[t]``
+  registered) and writes ``C`` back until the stage's last timestep, as layer 0 keeps
+  its static current. ``STEPS`` is the last stage's ``T_n``. Cost per boundary:
+  the transformer's latency (:func:`~quickspike.hw.transformer.latency`, about
+  ``T_{i+1}·(T_i + shift + 32)``), ``T_i + T_{i+1}`` result words and ~3 cycles; per
+  stage timestep the boundary accumulate phase (~10 cycles beyond its events).
+  With ``max_stages == 1`` none of this exists and the design is the unstaged one.
+  Measured (8 lanes, 500 mnist5k-events test samples, trained 5-epoch bundles):
+  784-256-128-10 stages (6, 4, 2) 27,486 cycles per inference against a bound of
+  26,824 (1.025x; the two transformers take 390 of the difference); conv 16c-p2,
+  32c-p2, dense 10 stages (6, 4, 2) 194,013 against 193,315 (1.004x).
+
 Costs beyond the lower bound (:mod:`quickspike.hw.perf`): about 15 cycles per hidden
 layer-timestep (setup and pipeline drains: 1 + 4 for a fire phase, 1 + ~9 for an
 accumulate phase), a conv layer's fire sweep of ``H·W·ceil(K/L)`` words instead of
@@ -106,7 +147,8 @@ for a conv layer), i.e. 23 cycles of setups, pipeline drains and READOUT words b
 its share of the bound (measured; with an exit rule add the decision waits above).
 
 During a sample (after START) the command stream only carries PIXEL words (taken at
-the accumulate rate: ``cmd.ready`` low while the event pipeline is full) and RUN;
+the accumulate rate: ``cmd.ready`` low while the event pipeline is full) and RUN (one
+per frame with event input);
 other words are consumed and ignored. START is not taken until the previous sample's
 CYCLES word has gone out (nor, after a layout change, until the one-time clear is
 done). The exit registers take effect at the next sample.
@@ -121,6 +163,7 @@ from amaranth.lib.wiring import In, Out
 from quickspike.hw import protocol as P
 from quickspike.hw.config import COMP_FRAC_BITS, COMP_MUL_BITS, COMP_SHIFT_MAX, HwConfig, bits_for
 from quickspike.hw.exit_unit import ExitUnit, shift_bits, threshold_bits
+from quickspike.sw.spec import SPLIT_FRAC_BITS
 
 __all__ = ["Accelerator"]
 
@@ -201,6 +244,47 @@ class Accelerator(wiring.Component):
         t = Signal(cfg.step_bits)
         is_last_layer = Signal()
         m.d.comb += is_last_layer.eq(layer == reg_nl - 1)
+
+        # ---------------------------------------------------------------- input coding, SSNN stages
+        reg_events = Signal()       # REG_INPUT_EVENTS: a new binary frame every timestep of stage 0
+        SH = cfg.stages             # generate the SSNN hardware
+        SFB = SPLIT_FRAC_BITS
+        si = Signal(range(max(2, cfg.max_stages)))   # the stage running
+        stage0 = Signal()
+        m.d.comb += stage0.eq(si == 0)
+        if SH:
+            NS, NT = cfg.max_stages, cfg.max_stage_steps
+            reg_nst = Signal(bits_for(NS))
+            reg_st_start = [Signal(cfg.layer_bits, name=f"st{i}_start") for i in range(NS)]
+            reg_st_steps = [Signal(cfg.stage_step_bits, name=f"st{i}_steps") for i in range(NS)]
+            staged = Signal()
+            m.d.comb += staged.eq(reg_nst > 1)
+            # registered copies of the running stage's fields (si changes a few cycles
+            # before they are used: no register-file mux on a datapath)
+            st_first = Signal(cfg.layer_bits)       # the stage's first layer
+            st_T = Signal(cfg.step_bits)            # its timesteps
+            st_bound = Signal(cfg.layer_bits)       # its last layer (when a stage follows)
+            st_more = Signal()                      # a stage follows this one
+            st_nfirst = Signal(cfg.layer_bits)      # the next stage's first layer
+            st_Tn = Signal(cfg.stage_step_bits)     # the next stage's timesteps
+            nxt_start = Array([*reg_st_start[1:], Const(0, cfg.layer_bits)])
+            nxt_steps = Array([*reg_st_steps[1:], Const(0, cfg.stage_step_bits)])
+            m.d.sync += [st_first.eq(Mux(staged, Array(reg_st_start)[si], 0)),
+                         st_T.eq(Mux(staged, Array(reg_st_steps)[si], reg_T)),
+                         st_nfirst.eq(nxt_start[si]), st_bound.eq(nxt_start[si] - 1),
+                         st_Tn.eq(nxt_steps[si]), st_more.eq(staged & (si + 1 < reg_nst))]
+            bacc = Signal()             # accumulating the next stage's first layer (not fired)
+            tt_go = Signal()            # the transformer is done: stream COUNT and SPLIT words
+            tk = Signal(cfg.stage_step_bits)
+            count_regs = [Signal(cfg.count_bits, name=f"count{k}") for k in range(NT)]
+            split_regs = [Signal(SFB + 1, name=f"split{k}") for k in range(NT)]
+            from quickspike.hw.transformer import TemporalTransformer
+            m.submodules.transformer = tt = TemporalTransformer(NT, NT, NS - 1, cfg.count_bits)
+        else:
+            st_first, st_T, st_more = Const(0, cfg.layer_bits), reg_T, Const(0, 1)
+        is_boundary = Signal()      # the stage's last layer, a stage follows
+        if SH:
+            m.d.comb += is_boundary.eq(st_more & (layer == st_bound))
 
         # ---------------------------------------------------------------- memories
         m.submodules.wmem = wmem = memory.Memory(shape=unsigned(L * WB), depth=cfg.weight_words, init=[])
@@ -483,7 +567,9 @@ class Accelerator(wiring.Component):
         first_step = Signal()
         m.d.comb += first_step.eq((t == 0) & ~cmode & ~rmode)
         keep_cur = Signal()
-        m.d.comb += keep_cur.eq((layer == 0) & (t != reg_T - 1))
+        # a stage's first layer keeps its static (direct) or summed (SSNN) current until
+        # the stage's last timestep; event frames are cleared at every fire
+        m.d.comb += keep_cur.eq((layer == st_first) & (t != st_T - 1) & ~(reg_events & stage0))
 
         f_addr = Signal(NCNT)
         m.d.comb += f_addr.eq(cur["sbase"] + f_k)
@@ -529,8 +615,21 @@ class Accelerator(wiring.Component):
             v = _lane(f2_v, i, MB)
             leaked.append(Mux((sh == 0) | cmode | rmode, v, v - (v >> sh))[:MB])
             comp_i.append(((_lane(f2_i, i, AB) >> 1) >> comp_fbm1)[:AB])
+        if SH:
+            # SSNN: a later stage's first layer gets (C · p[t]) >> SPLIT_FRAC_BITS
+            # (arithmetic); C itself is written back
+            split_mode = Signal()
+            m.d.sync += split_mode.eq(staged & ~stage0 & (layer == st_first))
+            cur_p = Signal(SFB + 1)
+            m.d.sync += cur_p.eq(Array(split_regs)[t])
+            split_i = [((_lane(f2_i, i, AB) * cur_p) >> SFB)[:AB] for i in range(L)]
+            f3_c = Signal(L * AB)
+            m.d.sync += f3_c.eq(f2_i)
+            f3_src = Mux(split_mode, Cat(*split_i), f2_i)
+        else:
+            f3_c, f3_src = f3_i, f2_i
         m.d.sync += [f3.eq(f2), f3_addr.eq(f2_addr), f3_v.eq(Cat(*leaked)),
-                     f3_i.eq(Mux(rmode, Cat(*comp_i), f2_i))]
+                     f3_i.eq(Mux(rmode, Cat(*comp_i), f3_src))]
         # F3 -> F4: saturating add
         integ = []
         for i in range(L):
@@ -554,6 +653,11 @@ class Accelerator(wiring.Component):
             newv.append(Mux(s, Mux(cur["reset"], 0, v - th), v)[:MB])
         f4_new = Signal(L * MB)
         m.d.comb += f4_new.eq(Cat(*newv))
+        if SH:
+            # SSNN: the spikes of the sweep (every neuron, before pooling; never padding lanes)
+            m_cnt = Signal(cfg.count_bits)
+            with m.If(f4.valid & ~cmode & ~rmode):
+                m.d.sync += m_cnt.eq(m_cnt + sum(spikes[i] for i in range(L)))
         with m.If(f4.valid & ~cmode & ~rmode):
             m.d.comb += [v_wr.addr.eq(f4_addr), v_wr.data.eq(f4_new), v_wr.en.eq(1)]
         ev_wr_ptr = Signal(cfg.event_addr_bits + 1)
@@ -581,7 +685,7 @@ class Accelerator(wiring.Component):
         with m.Elif(acc_phase):
             m.d.comb += [a_wr.addr.eq(s3_na), a_wr_data.eq(s3_sum), a_wr.en.eq(s3_valid)]
         with m.Else():
-            m.d.comb += [a_wr.addr.eq(f3_addr), a_wr_data.eq(Mux(keep_cur, f3_i, 0)), a_wr.en.eq(f3.valid & ~cmode)]
+            m.d.comb += [a_wr.addr.eq(f3_addr), a_wr_data.eq(Mux(keep_cur, f3_c, 0)), a_wr.en.eq(f3.valid & ~cmode)]
 
         # ---------------------------------------------------------------- output streamer + exit unit
         m.submodules.exit_unit = xu = ExitUnit(spec, cfg.max_outputs)
@@ -634,6 +738,26 @@ class Accelerator(wiring.Component):
                     m.d.comb += xu.clear.eq(1)
                     m.d.sync += [st_rw.eq(cur["row_words"]), st_last.eq(cur["last_lanes"]), st_step.eq(t + 1)]
                     m.next = "LOAD"
+                if SH:
+                    with m.Elif(tt_go):
+                        m.d.sync += tk.eq(0)
+                        m.next = "TCOUNT"
+            if SH:
+                with m.State("TCOUNT"):     # SSNN boundary: m[t], t < T_i
+                    m.d.comb += [st_busy.eq(1), self.res.valid.eq(1), res_tag.eq(P.TAG["COUNT"]),
+                                 res_data.eq(Array(count_regs)[tk])]
+                    with m.If(self.res.ready):
+                        m.d.sync += tk.eq(tk + 1)
+                        with m.If(tk + 1 == st_T):
+                            m.d.sync += tk.eq(0)
+                            m.next = "TSPLIT"
+                with m.State("TSPLIT"):     # p[k], k < T_{i+1}, kept for the next stage's splits
+                    m.d.comb += [st_busy.eq(1), self.res.valid.eq(1), res_tag.eq(P.TAG["SPLIT"]),
+                                 res_data.eq(tt.p_data), tt.p_idx.eq(Mux(self.res.ready, tk + 1, tk))]
+                    with m.If(self.res.ready):     # (p_idx is read one cycle ahead; 0 in TCOUNT)
+                        m.d.sync += [tk.eq(tk + 1), Array(split_regs)[tk].eq(tt.p_data)]
+                        with m.If(tk + 1 == st_Tn):
+                            m.next = "IDLE"
             with m.State("LOAD"):
                 m.d.comb += st_busy.eq(1)
                 st_load()
@@ -705,6 +829,16 @@ class Accelerator(wiring.Component):
         def start_fire():
             m.d.sync += [f_k.eq(0), f_done.eq(0), c_g.eq(0), c_x.eq(0), c_y.eq(0), c_xs.eq(0),
                          c_xp.eq(0), c_ys.eq(0), c_yp.eq(0), c_rowp.eq(0)]
+            if SH:
+                m.d.sync += m_cnt.eq(0)
+
+        def next_step_state():
+            # the next timestep of the stage starts with its first layer (layer 0 of an
+            # events network first takes the frame)
+            with m.If(reg_events & stage0):
+                m.next = "PIX_SETUP"
+            with m.Else():
+                m.next = "F_SETUP"
 
         def on_abort():
             # the exit rule held during a speculative timestep: end the sample, or with
@@ -749,6 +883,16 @@ class Accelerator(wiring.Component):
                                 m.d.sync += reg_comp_shift.eq(fb)
                             with m.If(fa == P.REG_COMP_VMIN):
                                 m.d.sync += reg_comp_vmin.eq(fb)
+                            with m.If(fa == P.REG_INPUT_EVENTS):
+                                m.d.sync += reg_events.eq(fb)
+                            if SH:
+                                with m.If(fa == P.REG_STAGES):
+                                    m.d.sync += reg_nst.eq(fb)
+                                for i in range(cfg.max_stages):
+                                    with m.If(fa == P.STAGE_BASE + 2 * i):
+                                        m.d.sync += reg_st_start[i].eq(fb)
+                                    with m.If(fa == P.STAGE_BASE + 2 * i + 1):
+                                        m.d.sync += reg_st_steps[i].eq(fb)
                             with m.If((fa == P.REG_LAYERS) | (fa >= P.LAYER_BASE)):
                                 m.d.sync += dirty.eq(1)
                             for li in range(cfg.max_layers):
@@ -764,6 +908,13 @@ class Accelerator(wiring.Component):
                                 m.d.sync += [wbeat.eq(0), wptr.eq(wptr + 1)]
                             with m.Else():
                                 m.d.sync += wbeat.eq(wbeat + 1)
+                        with m.Case(P.OP["TWEIGHT"]):
+                            if SH:
+                                m.d.comb += [tt.w_en.eq(1), tt.w_addr.eq(fb[8:]), tt.w_data.eq(fb[0:8])]
+                        with m.Case(P.OP["TSCALE"]):
+                            if SH:
+                                m.d.comb += [tt.ms_en.eq(1), tt.ms_b.eq(fa), tt.ms_mul.eq(fb[0:16]),
+                                             tt.ms_shift.eq(fb[16:24])]
                         with m.Case(P.OP["START"]):
                             with m.If(dirty):
                                 m.d.comb += self.cmd.ready.eq(0)
@@ -771,7 +922,7 @@ class Accelerator(wiring.Component):
                                 m.next = "CLR_SETUP"
                             with m.Else():
                                 m.d.sync += [cycles.eq(0), counting.eq(1), layer.eq(0), t.eq(0),
-                                             epoch.eq(~epoch)]
+                                             epoch.eq(~epoch), si.eq(0)]
                                 m.next = "PIX_SETUP"
             with m.State("CLR_SETUP"):      # cur <= the last layer: its end is the network's end
                 m.d.comb += self.busy.eq(1)
@@ -787,6 +938,7 @@ class Accelerator(wiring.Component):
             with m.State("PIX_SETUP"):      # cur <= layer 0
                 m.d.comb += self.busy.eq(1)
                 m.next = "PIXELS"
+                on_abort()
             with m.State("PIXELS"):
                 m.d.comb += [self.busy.eq(1), acc_phase.eq(1)]
                 with m.If(op == P.OP["PIXEL"]):
@@ -799,10 +951,12 @@ class Accelerator(wiring.Component):
                     m.d.comb += self.cmd.ready.eq(1)
                     with m.If(self.cmd.valid & (op == P.OP["RUN"])):
                         m.next = "PIX_DRAIN"
+                on_abort()
             with m.State("PIX_DRAIN"):
                 m.d.comb += [self.busy.eq(1), acc_phase.eq(1)]
                 with m.If(~pipe_busy):
                     m.next = "F_SETUP"
+                on_abort()
             with m.State("F_SETUP"):        # cur <= layer; wait for the streamer before the output layer
                 m.d.comb += self.busy.eq(1)
                 start_fire()
@@ -815,18 +969,22 @@ class Accelerator(wiring.Component):
                 with m.If(~f_busy & f_done):
                     with m.If(is_last_layer):
                         m.d.comb += st_start.eq(1)
-                        m.d.sync += [t.eq(t + 1), layer.eq(0)]
-                        with m.If(t + 1 == reg_T):
+                        m.d.sync += [t.eq(t + 1), layer.eq(st_first)]
+                        with m.If(t + 1 == st_T):
                             m.d.sync += st_final.eq(1)
                             m.next = "FINISH"
                             with m.If(reg_comp_en):
                                 m.d.sync += layer.eq(reg_nl - 2)
                                 m.next = "C_SETUP"
                         with m.Else():
-                            m.next = "F_SETUP"
+                            next_step_state()
                     with m.Else():
                         m.d.sync += [layer.eq(layer + 1), ev_count.eq(ev_wr_ptr), eptr.eq(0), ent_valid.eq(0)]
                         m.next = "A_SETUP"
+                        if SH:
+                            with m.If(is_boundary):     # m[t]; then accumulate the next layer only
+                                m.d.sync += [bacc.eq(1), Array(count_regs)[t].eq(m_cnt)]
+                                m.d.comb += [tt.m_en.eq(1), tt.m_idx.eq(t), tt.m_data.eq(m_cnt)]
                 on_abort()
             with m.State("A_SETUP"):        # cur <= layer; event RAM read of entry 0
                 m.d.comb += [self.busy.eq(1), acc_phase.eq(1)]
@@ -836,6 +994,13 @@ class Accelerator(wiring.Component):
                 m.d.comb += [self.busy.eq(1), acc_phase.eq(1), expand.eq(1)]
                 with m.If(~pipe_busy & ~ent_valid & ~can_load):
                     m.next = "F_SETUP"
+                    if SH:
+                        with m.If(bacc):        # boundary: the stage's next timestep, or its end
+                            m.d.sync += [bacc.eq(0), t.eq(t + 1), layer.eq(st_first)]
+                            with m.If(t + 1 == st_T):
+                                m.next = "T_START"
+                            with m.Else():
+                                next_step_state()
                 on_abort()
             # ---- coding compensation at readout (the exit timestep, or T)
             with m.State("C_SETUP"):        # cur <= the last hidden layer
@@ -870,6 +1035,25 @@ class Accelerator(wiring.Component):
                     m.d.comb += rd_go.eq(1)
                     m.d.sync += rmode.eq(0)
                     m.next = "FINISH"
+            if SH:
+                # ---- SSNN stage boundary: the transformer, its result words, the next stage
+                with m.State("T_START"):
+                    m.d.comb += [self.busy.eq(1), tt.start.eq(1), tt.boundary.eq(si), tt.n_in.eq(st_T),
+                                 tt.n_out.eq(st_Tn)]
+                    m.next = "T_WAIT"
+                with m.State("T_WAIT"):
+                    m.d.comb += self.busy.eq(1)
+                    with m.If(tt.done):
+                        m.d.comb += tt_go.eq(1)
+                        m.next = "T_EMIT"
+                with m.State("T_EMIT"):     # the streamer sends COUNT and SPLIT words
+                    m.d.comb += self.busy.eq(1)
+                    with m.If(~st_busy):
+                        m.d.sync += [si.eq(si + 1), t.eq(0), layer.eq(st_nfirst)]
+                        m.next = "S_SETUP"
+                with m.State("S_SETUP"):    # st_* <= the new stage
+                    m.d.comb += self.busy.eq(1)
+                    m.next = "F_SETUP"
             with m.State("FINISH"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(~counting & ~pipe_busy & ~f_busy):

@@ -88,8 +88,9 @@ def test_encode_network_words():
     words = P.encode_network(net, cfg)
     ops = [w >> 60 for w in words]
     lay = network_layout(net, 4)
-    # T, layers, exit rule/threshold/shift, compensation enable (off: the other registers are not sent)
-    n_reg = 2 + 3 + 1 + len(net.layers) * len(P.LAYER_FIELDS)
+    # T, layers, exit rule/threshold/shift, compensation enable (off: the other registers are not
+    # sent), input coding, stage count (0: unstaged)
+    n_reg = 2 + 3 + 1 + 2 + len(net.layers) * len(P.LAYER_FIELDS)
     assert ops[:n_reg] == [P.OP["REG"]] * n_reg and ops[n_reg] == P.OP["WADDR"]
     n_wdata = ops.count(P.OP["WDATA"])
     assert n_wdata == lay.weight_words * P.beats_per_word(net.spec, 4)
