@@ -324,6 +324,7 @@ def run_board(opts: RunOptions, transport: Transport | None = None) -> dict:
     from quickspike.sw.bundle import load_bundle
     from quickspike.sw.data import load_dataset
     from quickspike.sw.evaluate import check_compatible
+    from quickspike.sw.events import network_input
     from quickspike.sw.golden import run_golden
     from quickspike.sw.spec import ExitSpec
 
@@ -347,12 +348,14 @@ def run_board(opts: RunOptions, transport: Transport | None = None) -> dict:
         raise UsageError(f"--window {window} exceeds the board's command FIFO of {fifo_words} words")
 
     n = opts.samples
-    x = np.asarray(data.x_test[:n]).reshape(n, *net.input_shape)
+    x = network_input(net, data, "test", n)
     labels = np.asarray(data.y_test[:n])
     exit = ExitSpec() if opts.no_exit else None
     shape = net.input_shape if len(net.input_shape) == 3 else None
     config = P.encode_network(net, hwcfg, T, exit=exit)
-    samples = [P.encode_sample(img, net.spec, shape=shape) for img in x.reshape(n, -1)]
+    events = net.input_coding == "events"
+    samples = [P.encode_sample(sample.reshape(len(sample), -1) if events else sample.reshape(-1), net.spec,
+                               shape=shape, events=events) for sample in x]
     own = transport is None
     if own:
         transport = open_transport(opts.port, baud)
