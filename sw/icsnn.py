@@ -46,7 +46,6 @@ import io
 import json
 import math
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -54,12 +53,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from quickspike.errors import UsageError
 from quickspike.sw.golden import encode_pixels, layer_current, sum_pool
 from quickspike.sw.network import IntNetwork
 from quickspike.sw.spec import CompensationSpec, IntSpec, LayerSpec, NeuronSpec
+from quickspike.sw.train import fit, load_run_model, run_algo
 
 __all__ = [
     "DEFAULT_LEVELS", "ANNConfig", "QCFSNet", "qcfs", "ICSNNOptions", "train_icsnn", "load_icsnn_run",
@@ -258,7 +257,6 @@ def train_icsnn(opts: ICSNNOptions, out: Path, data=None, progress: bool = True)
     """Train the QCFS ANN as ``opts`` says and save the run in ``out``; return the summary."""
     from quickspike.sw.data import load_dataset
     from quickspike.sw.files import atomic_write_bytes, atomic_write_text
-    from quickspike.sw.train import _shift_batch
 
     opts.validate()
     data = data or load_dataset(opts.dataset)
@@ -272,36 +270,16 @@ def train_icsnn(opts: ICSNNOptions, out: Path, data=None, progress: bool = True)
     params = [{"params": [l.weight for l in model.layers], "weight_decay": opts.weight_decay},
               {"params": [model.lambdas], "weight_decay": 0.0}]
     optim = torch.optim.AdamW(params, lr=opts.lr)
-    steps = opts.epochs * ((len(x_train) + opts.batch_size - 1) // opts.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(optim, max_lr=opts.lr, total_steps=steps, pct_start=0.15)
-    history = []
     t0 = time.time()
-    for epoch in range(opts.epochs):
-        model.train()
-        perm = torch.randperm(len(x_train), generator=gen)
-        total, correct, loss_sum = 0, 0, 0.0
-        bar = tqdm(range(0, len(perm), opts.batch_size), desc=f"epoch {epoch + 1}/{opts.epochs}",
-                   disable=not progress, leave=False, unit="batch")
-        for i in bar:
-            idx = perm[i:i + opts.batch_size]
-            xb = _shift_batch(x_train[idx].float(), opts.augment_shift, gen)
-            yb = y_train[idx]
-            logits = model(xb)
-            loss = F.cross_entropy(logits, yb)
-            optim.zero_grad()
-            loss.backward()
-            optim.step()
-            sched.step()
-            total += len(idx)
-            correct += int((logits.argmax(1) == yb).sum())
-            loss_sum += float(loss.detach()) * len(idx)
-        test_acc = _evaluate(model, data.x_test, data.y_test)
-        history.append({"epoch": epoch + 1, "loss": loss_sum / total, "train_accuracy": correct / total,
-                        "test_accuracy": test_acc,
-                        "lambdas": [round(float(v), 5) for v in model.lambdas.detach()]})
-        if progress:
-            tqdm.write(f"epoch {epoch + 1}/{opts.epochs}: loss {loss_sum / total:.4f} "
-                       f"train {correct / total:.4f} test {test_acc:.4f}")
+
+    def step_loss(xb, yb):
+        logits = model(xb)
+        return F.cross_entropy(logits, yb), logits
+
+    history = fit(model, data.x_train, data.y_train, opts, gen, step_loss,
+                  lambda: _evaluate(model, data.x_test, data.y_test), progress, optim=optim,
+                  test_key="test_accuracy",
+                  epoch_extra=lambda: {"lambdas": [round(float(v), 5) for v in model.lambdas.detach()]})
     thetas, _ = model.integer_params()
     summary = {
         "options": asdict(opts),
@@ -332,29 +310,12 @@ def _evaluate_unquantized(model: QCFSNet, x: np.ndarray, y: np.ndarray) -> float
 
 def is_icsnn_run(run: Path | str) -> bool:
     """Whether ``run`` is a training run of ``--algo icsnn`` (False for anything unreadable)."""
-    try:
-        return json.loads((Path(run) / "train.json").read_text())["options"]["algo"] == "icsnn"
-    except Exception:
-        return False
+    return run_algo(run) == "icsnn"
 
 
 def load_icsnn_run(run: Path | str) -> tuple[QCFSNet, dict]:
     """Load an ``icsnn`` training run directory: the ANN and its ``train.json`` summary."""
-    run = Path(run)
-    if not (run / "model.pt").is_file():
-        raise UsageError(f"{run} is not a training run: {run / 'model.pt'} is missing")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            blob = torch.load(run / "model.pt", weights_only=True)
-        model = QCFSNet(ANNConfig.from_dict(blob["config"]))
-        model.load_state_dict(blob["state"])
-        summary = json.loads((run / "train.json").read_text())
-    except UsageError:
-        raise
-    except Exception as e:  # a damaged run directory, whatever the cause
-        raise UsageError(f"cannot read training run {run}: {type(e).__name__}") from None
-    return model, summary
+    return load_run_model(run, lambda blob: QCFSNet(ANNConfig.from_dict(blob["config"])))
 
 
 # ---------------------------------------------------------------------------------------

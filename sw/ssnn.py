@@ -62,7 +62,6 @@ import io
 import json
 import math
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -79,7 +78,7 @@ from quickspike.sw.model import ModelConfig, SNNModel, _round_ste
 from quickspike.sw.network import IntNetwork
 from quickspike.sw.spec import (MAX_STEPS, SPLIT_FRAC_BITS, TT_MUL_BITS, TT_SHIFT_MAX, TT_WEIGHT_BITS,
                                 StageSpec, TransformerSpec, signed_range)
-from quickspike.sw.train import evaluate_float, fit, model_inputs
+from quickspike.sw.train import evaluate_float, fit, load_run_model, model_inputs, run_algo
 
 __all__ = [
     "DEFAULT_STAGES", "DEFAULT_HIDDEN", "DEFAULT_LEAK_SHIFT", "DEFAULT_EARLY_WEIGHT", "TT_WEIGHT_FRAC", "SSNNOptions", "SSNNModel",
@@ -393,30 +392,17 @@ def _early_accuracy(model: SSNNModel, x, y, batch_size: int = 500) -> list[float
 
 def is_ssnn_run(run: Path | str) -> bool:
     """Whether ``run`` is an SSNN training run (its ``train.json`` says ``algo: ssnn``)."""
-    try:
-        return json.loads((Path(run) / "train.json").read_text()).get("options", {}).get("algo") == "ssnn"
-    except (OSError, ValueError, AttributeError):
-        return False
+    return run_algo(run) == "ssnn"
 
 
 def load_ssnn_run(run: Path | str) -> tuple[SSNNModel, dict]:
-    run = Path(run)
-    if not (run / "model.pt").is_file():
-        raise UsageError(f"{run} is not a training run: {run / 'model.pt'} is missing")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            blob = torch.load(run / "model.pt", weights_only=True)
-        summary = json.loads((run / "train.json").read_text())
+    """Load an ``ssnn`` training run directory: the model and its ``train.json`` summary."""
+    def build(blob):
         opts = blob["options"]
-        model = SSNNModel(ModelConfig.from_dict(blob["config"]), tuple(opts["stages"]), tuple(blob["starts"]),
-                          bool(opts["transformer"]))
-        model.load_state_dict(blob["state"])
-    except UsageError:
-        raise
-    except Exception as e:  # a damaged run directory, whatever the cause
-        raise UsageError(f"cannot read training run {run}: {type(e).__name__}") from None
-    return model, summary
+        return SSNNModel(ModelConfig.from_dict(blob["config"]), tuple(opts["stages"]), tuple(blob["starts"]),
+                         bool(opts["transformer"]))
+
+    return load_run_model(run, build)
 
 
 def export_ssnn(model: SSNNModel, meta: dict | None = None) -> IntNetwork:

@@ -34,7 +34,7 @@ from quickspike.sw.data import Dataset, load_dataset
 from quickspike.sw.files import atomic_write_bytes, atomic_write_text
 from quickspike.sw.model import ModelConfig, SNNModel
 
-__all__ = ["ALGOS", "TrainOptions", "train", "load_run", "evaluate_float", "accuracy_by_timestep", "fit",
+__all__ = ["ALGOS", "TrainOptions", "train", "load_run", "load_run_model", "run_algo", "evaluate_float", "accuracy_by_timestep", "fit",
            "model_inputs", "shift_batch"]
 
 #: ``snn``: fixed-T loss; ``atsnn``: time-dependent loss for an adaptive (early-exit) timestep.
@@ -107,16 +107,22 @@ def model_inputs(data: Dataset, coding: str, steps: int) -> tuple[np.ndarray, np
 
 
 def fit(model: torch.nn.Module, x_train: np.ndarray, y_train: np.ndarray, opts, gen: torch.Generator,
-        step_loss, evaluate, progress: bool = True, lr_scales: dict | None = None) -> list[dict]:
+        step_loss, evaluate, progress: bool = True, lr_scales: dict | None = None, *,
+        optim: torch.optim.Optimizer | None = None, test_key: str = "test_accuracy_qat",
+        epoch_extra=None) -> list[dict]:
     """The training loop shared by the algorithms: Adam with a one-cycle schedule, shuffled
     batches, random shifts, a test evaluation after every epoch.
 
     ``opts`` has ``epochs``, ``batch_size``, ``lr`` and ``augment_shift``;
     ``step_loss(xb, yb) -> (loss, logits)`` (``logits`` for the running train accuracy);
     ``evaluate() -> test accuracy``; ``lr_scales``: ``{parameter name prefix: factor}`` for
-    parameters that learn at ``factor · lr``. Returns the per-epoch history.
+    parameters that learn at ``factor · lr``; ``optim``: an optimizer of the caller's
+    instead (the schedule peaks at its groups' ``lr``). Each history entry holds the
+    test accuracy under ``test_key`` and ``epoch_extra()``'s items. Returns the history.
     """
-    if lr_scales:
+    if optim is not None:
+        max_lr = [g["lr"] for g in optim.param_groups]
+    elif lr_scales:
         groups: dict[float, list] = {}
         for name, param in model.named_parameters():
             factor = next((f for prefix, f in lr_scales.items() if name.startswith(prefix)), 1.0)
@@ -152,7 +158,7 @@ def fit(model: torch.nn.Module, x_train: np.ndarray, y_train: np.ndarray, opts, 
             bar.set_postfix(loss=f"{loss_sum / total:.3f}", acc=f"{correct / total:.3f}")
         test_acc = evaluate()
         history.append({"epoch": epoch + 1, "loss": loss_sum / total, "train_accuracy": correct / total,
-                        "test_accuracy_qat": test_acc})
+                        test_key: test_acc, **(epoch_extra() if epoch_extra else {})})
         if progress:
             tqdm.write(f"epoch {epoch + 1}/{opts.epochs}: loss {loss_sum / total:.4f} "
                        f"train {correct / total:.4f} test {test_acc:.4f}")
@@ -223,8 +229,21 @@ def train(opts: TrainOptions, out: Path, data: Dataset | None = None, progress: 
     return summary
 
 
-def load_run(run: Path) -> tuple[SNNModel, dict]:
-    """Load a training run directory: the model and its ``train.json`` summary."""
+def run_algo(run: Path | str) -> str | None:
+    """The ``--algo`` a training run directory was made with (None when unreadable)."""
+    try:
+        return json.loads((Path(run) / "train.json").read_text())["options"]["algo"]
+    except Exception:  # not a run, or a damaged one: callers fall back to plain SNN handling
+        return None
+
+
+def load_run_model(run: Path | str, build) -> tuple[torch.nn.Module, dict]:
+    """Load a training run directory with ``build(blob)`` making its model.
+
+    ``blob`` is the ``model.pt`` dictionary (``config``, ``state``, ...); returns the
+    model with its state loaded and the ``train.json`` summary. Any damage is a
+    one-line :class:`UsageError`.
+    """
     run = Path(run)
     if not (run / "model.pt").is_file():
         raise UsageError(f"{run} is not a training run: {run / 'model.pt'} is missing")
@@ -232,11 +251,16 @@ def load_run(run: Path) -> tuple[SNNModel, dict]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             blob = torch.load(run / "model.pt", weights_only=True)
-        model = SNNModel(ModelConfig.from_dict(blob["config"]))
-        model.load_state_dict(blob["state"])
         summary = json.loads((run / "train.json").read_text())
+        model = build(blob)
+        model.load_state_dict(blob["state"])
     except UsageError:
         raise
     except Exception as e:  # a damaged run directory, whatever the cause
         raise UsageError(f"cannot read training run {run}: {type(e).__name__}") from None
     return model, summary
+
+
+def load_run(run: Path) -> tuple[SNNModel, dict]:
+    """Load a training run directory: the model and its ``train.json`` summary."""
+    return load_run_model(run, lambda blob: SNNModel(ModelConfig.from_dict(blob["config"])))
