@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from quickspike.synth.run import SynthResult, synthesize
+from quickspike.synth.run import SynthResult, _write, spiker_comparison, synthesize
 from quickspike.synth.targets import Target
 
 __all__ = ["synthesize_bundle", "synthesize_hwcfg"]
@@ -31,7 +31,8 @@ def synthesize_hwcfg(hwcfg, target: "str | Target", out_dir: "str | Path", freq_
 
 def synthesize_bundle(bundle: "str | Path", target: "str | Target", out_dir: "str | Path",
                       freq_mhz: float | None = None, *, lanes: int = 8, timesteps: int | None = None,
-                      pow2: bool = True, hw: dict | None = None, hwcfg=None, **kwargs) -> SynthResult:
+                      pow2: bool = True, hw: dict | None = None, hwcfg=None,
+                      cycles_per_image: float | None = None, **kwargs) -> SynthResult:
     """Size the accelerator for the network in ``bundle`` and synthesize it for ``target``.
 
     The configuration is :meth:`HwConfig.from_network` for ``lanes`` with the explicit
@@ -41,6 +42,11 @@ def synthesize_bundle(bundle: "str | Path", target: "str | Target", out_dir: "st
     block RAM). ``hwcfg`` replaces the sizing. The network must fit the configuration
     (:func:`~quickspike.hw.fit.check_fits`, for ``timesteps``). Other keyword
     arguments go to :func:`~quickspike.synth.run.synthesize`.
+
+    The result's ``comparison`` (:func:`~quickspike.synth.run.spiker_comparison`, also
+    in ``report.txt``) puts the logic, the latency per image (``cycles_per_image``,
+    measured by cosim for this lane count, over the achieved Fmax) and the bundle's
+    integer-model accuracy (``meta["int_accuracy"]``) beside Spiker+'s MNIST figures.
     """
     from quickspike.errors import FitError, UsageError
     from quickspike.hw.config import HwConfig
@@ -62,4 +68,10 @@ def synthesize_bundle(bundle: "str | Path", target: "str | Target", out_dir: "st
         except (TypeError, ValueError) as e:
             raise FitError(f"the network does not fit any generated design: {e}") from None
     check_fits(net, hwcfg, timesteps=timesteps)
-    return synthesize_hwcfg(hwcfg, target, out_dir, freq_mhz, **kwargs)
+    accuracy = (net.meta or {}).get("int_accuracy")
+    result = synthesize_hwcfg(hwcfg, target, out_dir, freq_mhz, **kwargs)
+    result.comparison = spiker_comparison(result.luts, result.fmax_mhz, cycles_per_image,
+                                          accuracy if isinstance(accuracy, (int, float)) else None,
+                                          hwcfg.lanes)
+    _write(result, Path(out_dir))
+    return result
