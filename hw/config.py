@@ -78,6 +78,10 @@ class HwConfig:
     max_map: int = 32
     #: Largest timestep count a run may ask for.
     max_timesteps: int = 1024
+    #: Weight RAM bank depth (a power of two; 0: one bank). Each bank's output is
+    #: registered before the bank select, so a weight RAM spread over many block RAMs
+    #: (ECP5) has no wide mux right after them; the same cycles either way.
+    weight_bank_words: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.spec, IntSpec):
@@ -86,7 +90,7 @@ class HwConfig:
             "lanes": (1, 64), "weight_words": (1, 1 << 24), "neuron_words": (1, 1 << 20),
             "event_words": (1, 1 << 20), "max_layers": (2, 16), "max_inputs": (1, _MAX_INPUTS),
             "max_outputs": (1, 1 << 12), "max_map": (1, _MAX_MAP - 1),
-            "max_timesteps": (1, _MAX_TIMESTEPS - 1),
+            "max_timesteps": (1, _MAX_TIMESTEPS - 1), "weight_bank_words": (0, 1 << 24),
         }
         for name, (lo, hi) in limits.items():
             value = getattr(self, name)
@@ -94,6 +98,8 @@ class HwConfig:
                 raise TypeError(f"HwConfig.{name} must be an integer, not {value!r}")
             if not lo <= value <= hi:
                 raise ValueError(f"HwConfig.{name} = {value} is out of range [{lo}, {hi}]")
+        if self.weight_bank_words & (self.weight_bank_words - 1):
+            raise ValueError(f"HwConfig.weight_bank_words = {self.weight_bank_words} is not a power of two")
 
     # -- derived widths ---------------------------------------------------------------
 

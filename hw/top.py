@@ -17,7 +17,10 @@ Datapath (``L`` = lanes; all RAMs are ``lib.memory`` with registered read ports)
   that turns a conv event into its valid ``(i, j)`` bursts without bubbles (a dense
   event is one burst) → the **burst engine**, which issues one weight word per cycle
   and takes the next burst in the cycle it issues the last word of the current one.
-  Read-modify-write of the current RAM: read (S0) → memory register (S1) → multiply
+  The weight RAM is single-ported (one address for loading and reading; iCE40 maps it
+  to SPRAM) and banked by ``weight_bank_words``: weight read (S0) → every bank's output
+  registered (S1) → bank select (S1B). Read-modify-write of the current RAM, one cycle
+  behind: read (S1) → memory register (S1B) → multiply
   by the event's value (S2: a pixel, 1 for a spike, or a compensation ``q``; the
   multipliers are ``max(input_bits, COMP_FRAC_BITS)`` wide) → add and write (S3); the
   three writes that a read may miss are forwarded from a 3-deep history, so
@@ -203,7 +206,15 @@ class Accelerator(wiring.Component):
         m.d.comb += is_last_layer.eq(layer == reg_nl - 1)
 
         # ---------------------------------------------------------------- memories
-        m.submodules.wmem = wmem = memory.Memory(shape=unsigned(L * WB), depth=cfg.weight_words, init=[])
+        # the weight RAM, in banks of ``weight_bank_words`` (one bank when 0): every bank
+        # reads the same low address and its output goes straight into a register (wq), so
+        # the bank select mux sits between two registers, not after the block RAMs
+        WBK = cfg.weight_bank_words or cfg.weight_words
+        wbanks = []
+        for b in range(-(-cfg.weight_words // WBK)):
+            bank = memory.Memory(shape=unsigned(L * WB), depth=min(WBK, cfg.weight_words - b * WBK), init=[])
+            m.submodules[f"wmem{b}" if cfg.weight_bank_words else "wmem"] = bank
+            wbanks.append((bank.read_port(), bank.write_port()))
         # the current RAM carries one epoch bit per word: a word written in an earlier
         # sample reads as 0, so a sample that exits early needs no clearing sweep
         m.submodules.amem = amem = memory.Memory(shape=unsigned(L * AB + 1), depth=cfg.neuron_words, init=[])
@@ -216,7 +227,6 @@ class Accelerator(wiring.Component):
             "pos": data.UnionLayout({"yx": data.StructLayout({"yp": MAPB, "xp": MAPB}), "addr": NAB})})
         m.submodules.emem = emem = memory.Memory(shape=ev_layout, depth=cfg.event_words, init=[])
         m.submodules.omem = omem = memory.Memory(shape=unsigned(L * MB), depth=cfg.out_words, init=[])
-        w_rd, w_wr = wmem.read_port(), wmem.write_port()
         a_rd, a_wr = amem.read_port(), amem.write_port()
         v_rd, v_wr = vmem.read_port(), vmem.write_port()
         e_rd, e_wr = emem.read_port(), emem.write_port()
@@ -247,7 +257,18 @@ class Accelerator(wiring.Component):
                 if len(word_bits) < L:
                     lo = k * 48 + j * WB
                     word_bits.append(next_sr[lo:lo + WB])
-        m.d.comb += [w_wr.addr.eq(wptr), w_wr.data.eq(Cat(*word_bits))]
+        # one address for both weight ports (the burst engine's while accumulating, the
+        # load pointer otherwise) and no read while writing: a single-port RAM, which
+        # yosys maps to iCE40 SPRAM (SB_SPRAM256KA)
+        w_addr = Signal(WAB)
+        w_we = Signal()
+        w_bank = Signal(range(len(wbanks)))
+        m.d.comb += w_bank.eq(w_addr // WBK if len(wbanks) > 1 else 0)
+        wq = [Signal(L * WB, name=f"wq{b}") for b in range(len(wbanks))]
+        for b, (w_rd, w_wr) in enumerate(wbanks):
+            m.d.comb += [w_wr.addr.eq(w_addr % WBK), w_rd.addr.eq(w_addr % WBK), w_rd.en.eq(~w_we),
+                         w_wr.en.eq(w_we & (w_bank == b)), w_wr.data.eq(Cat(*word_bits))]
+            m.d.sync += wq[b].eq(w_rd.data)
 
         # ---------------------------------------------------------------- state
         counting = Signal()
@@ -301,6 +322,9 @@ class Accelerator(wiring.Component):
         be_m = Signal(MW)
         # RMW pipeline
         s1_valid, s1_na, s1_m = Signal(), Signal(NAB), Signal(MW)
+        # S1B: the weight banks' outputs registered (wq); the current RAM is read here
+        s1b_valid, s1b_na, s1b_m = Signal(), Signal(NAB), Signal(MW)
+        s1_wb, s1b_wb = Signal.like(w_bank), Signal.like(w_bank)
         s2_valid, s2_na, s2_m = Signal(), Signal(NAB), Signal(MW)
         s2_w, s2_a = Signal(L * WB), Signal(L * AB)
         s3_valid, s3_na = Signal(), Signal(NAB)
@@ -320,7 +344,8 @@ class Accelerator(wiring.Component):
             m.d.sync += [be_wa.eq(be_wa + 1), be_na.eq(be_na + 1), be_rem.eq(be_rem - 1)]
             with m.If(be_last):
                 m.d.sync += be_valid.eq(0)
-        m.d.sync += [s1_valid.eq(be_valid), s1_na.eq(be_na), s1_m.eq(be_m)]
+        m.d.sync += [s1_valid.eq(be_valid), s1_na.eq(be_na), s1_m.eq(be_m), s1_wb.eq(w_bank)]
+        m.d.sync += [s1b_valid.eq(s1_valid), s1b_na.eq(s1_na), s1b_m.eq(s1_m), s1b_wb.eq(s1_wb)]
 
         # --- G3 scatter: conv events give bursts for i in [ilo, ihi], j in [jlo, jhi]
         g3_wa = Signal(WCNT)
@@ -396,9 +421,11 @@ class Accelerator(wiring.Component):
 
         # --- S1..S3: read-modify-write of the current RAM
         with m.If(acc_phase):
-            m.d.comb += [w_rd.addr.eq(be_wa), a_rd.addr.eq(be_na)]
-        m.d.sync += [s2_valid.eq(s1_valid), s2_na.eq(s1_na), s2_m.eq(s1_m),
-                     s2_w.eq(w_rd.data), s2_a.eq(a_rd_data)]
+            m.d.comb += [w_addr.eq(be_wa), a_rd.addr.eq(s1_na)]
+        with m.Else():
+            m.d.comb += w_addr.eq(wptr)
+        m.d.sync += [s2_valid.eq(s1b_valid), s2_na.eq(s1b_na), s2_m.eq(s1b_m),
+                     s2_w.eq(Array(wq)[s1b_wb]), s2_a.eq(a_rd_data)]
         mult = Cat(s2_m, Const(0, 1)).as_signed()
         prods = [_lane(s2_w, i, WB) * mult for i in range(L)]
         m.d.sync += [s3_valid.eq(s2_valid), s3_na.eq(s2_na), s3_a.eq(s2_a)]
@@ -416,7 +443,7 @@ class Accelerator(wiring.Component):
                          hist[k][2].eq(hist[k - 1][2])]
         pipe_busy = Signal()
         m.d.comb += pipe_busy.eq(ev_valid | g1_valid | g2_valid | g3_valid | be_valid |
-                                 s1_valid | s2_valid | s3_valid)
+                                 s1_valid | s1b_valid | s2_valid | s3_valid)
 
         # --- event-buffer expander
         ev_count = Signal(cfg.event_addr_bits + 1)
@@ -760,7 +787,7 @@ class Accelerator(wiring.Component):
                         with m.Case(P.OP["WDATA"]):
                             m.d.sync += wsr.eq(next_sr)
                             with m.If(wbeat == beats - 1):
-                                m.d.comb += w_wr.en.eq(1)
+                                m.d.comb += w_we.eq(1)
                                 m.d.sync += [wbeat.eq(0), wptr.eq(wptr + 1)]
                             with m.Else():
                                 m.d.sync += wbeat.eq(wbeat + 1)
@@ -880,7 +907,7 @@ class Accelerator(wiring.Component):
         # buffer from its pointer, and currents written this sample read as 0 in the next.
         with m.If(abort):
             m.d.sync += [ev_valid.eq(0), g1_valid.eq(0), g2_valid.eq(0), g3_valid.eq(0), be_valid.eq(0),
-                         s1_valid.eq(0), s2_valid.eq(0), s3_valid.eq(0), ent_valid.eq(0), f_done.eq(1),
+                         s1_valid.eq(0), s1b_valid.eq(0), s2_valid.eq(0), s3_valid.eq(0), ent_valid.eq(0), f_done.eq(1),
                          f1.valid.eq(0), f2.valid.eq(0), f3.valid.eq(0), f4.valid.eq(0)]
             m.d.sync += [h[0].eq(0) for h in hist]
         return m
