@@ -33,11 +33,11 @@ Datapath (``L`` = lanes; all RAMs are ``lib.memory`` with registered read ports)
   parity unambiguous; a change of layout (``REG_LAYERS`` or a layer field written)
   clears the network's words once, before the next START is taken (not counted in
   CYCLES).
-* **Fire phase** per layer-timestep: a 5-stage sweep over the layer's words:
+* **Fire phase** per layer-timestep: a 6-stage sweep over the layer's words:
   read (F0) → registered v and I, ``v_init`` replacing v at timestep 0 (F1) → leak
   with a run-time shift (F2) → saturating add, and the current cleared (F3; the first
-  layer's static current is written back until the last timestep) → threshold,
-  reset, write back and write one event entry per word with a spike (F4). A conv layer's
+  layer's static current is written back until the last timestep) → threshold and
+  reset (F4) → write back and write one event entry per word with a spike (F5). A conv layer's
   sweep keeps its coordinates and pooled coordinates in counters, so pooling and
   flattening are address maps on the entries (rows/cols past whole pool windows are
   dropped there).
@@ -96,8 +96,8 @@ Datapath (``L`` = lanes; all RAMs are ``lib.memory`` with registered read ports)
   pass runs on the exit timestep's state. With ``REG_COMP_ENABLE`` = 0 nothing of
   this runs and the cycle counts are those of a design without it.
 
-Costs beyond the lower bound (:mod:`quickspike.hw.perf`): about 15 cycles per hidden
-layer-timestep (setup and pipeline drains: 1 + 4 for a fire phase, 1 + ~9 for an
+Costs beyond the lower bound (:mod:`quickspike.hw.perf`): about 17 cycles per hidden
+layer-timestep (setup and pipeline drains: 1 + 5 for a fire phase, 1 + ~10 for an
 accumulate phase), a conv layer's fire sweep of ``H·W·ceil(K/L)`` words instead of
 ``ceil(K·H·W/L)``, the output streamer (``n_out + 1`` cycles, or the exit check above)
 when a timestep is shorter than it, and with an exit the decision latency at the
@@ -579,24 +579,28 @@ class Accelerator(wiring.Component):
             s = ok & (v >= th)
             m.d.comb += spikes[i].eq(s)
             newv.append(Mux(s, Mux(cur["reset"], 0, v - th), v)[:MB])
-        f4_new = Signal(L * MB)
-        m.d.comb += f4_new.eq(Cat(*newv))
-        with m.If(f4.valid & ~cmode & ~rmode):
-            m.d.comb += [v_wr.addr.eq(f4_addr), v_wr.data.eq(f4_new), v_wr.en.eq(1)]
+        # F4 -> F5: the spikes and new membranes registered; F5 writes them back (the
+        # threshold compare does not drive the write enables directly)
+        f5 = Signal(meta_layout)
+        f5_addr, f5_new, f5_spikes, f5_any = Signal(NAB), Signal(L * MB), Signal(L), Signal()
+        m.d.sync += [f5.eq(f4), f5_addr.eq(f4_addr), f5_new.eq(Cat(*newv)), f5_spikes.eq(spikes),
+                     f5_any.eq(spikes != 0)]
+        with m.If(f5.valid & ~cmode & ~rmode):
+            m.d.comb += [v_wr.addr.eq(f5_addr), v_wr.data.eq(f5_new), v_wr.en.eq(1)]
         ev_wr_ptr = Signal(cfg.event_addr_bits + 1)
-        m.d.comb += [e_wr.addr.eq(ev_wr_ptr), e_wr.data.mask.eq(spikes), e_wr.data.g.eq(f4.g),
-                     e_wr.data.sp.eq(f4.sp)]
+        m.d.comb += [e_wr.addr.eq(ev_wr_ptr), e_wr.data.mask.eq(f5_spikes), e_wr.data.g.eq(f5.g),
+                     e_wr.data.sp.eq(f5.sp)]
         with m.If(cmode):
-            m.d.comb += e_wr.data.pos.addr.eq(f4_addr)
+            m.d.comb += e_wr.data.pos.addr.eq(f5_addr)
         with m.Else():
-            m.d.comb += [e_wr.data.pos.yx.yp.eq(f4.yp), e_wr.data.pos.yx.xp.eq(f4.xp)]
-        with m.If(f4.valid & (spikes != 0) & f4.pv):
+            m.d.comb += [e_wr.data.pos.yx.yp.eq(f5.yp), e_wr.data.pos.yx.xp.eq(f5.xp)]
+        with m.If(f5.valid & f5_any & f5.pv):
             m.d.comb += e_wr.en.eq(1)
             m.d.sync += ev_wr_ptr.eq(ev_wr_ptr + 1)
-        with m.If(f4.valid & is_last_layer):
-            m.d.comb += [o_wr.addr.eq(f4.k), o_wr.data.eq(f4_new), o_wr.en.eq(1)]
+        with m.If(f5.valid & is_last_layer):
+            m.d.comb += [o_wr.addr.eq(f5.k), o_wr.data.eq(f5_new), o_wr.en.eq(1)]
         f_busy = Signal()
-        m.d.comb += f_busy.eq(f_go | f1.valid | f2.valid | f3.valid | f4.valid)
+        m.d.comb += f_busy.eq(f_go | f1.valid | f2.valid | f3.valid | f4.valid | f5.valid)
 
         # current RAM write port: one-time clear, RMW S3, or the fire phase's F3 (clear
         # the current; the first layer's static current is written back, so every word
@@ -908,7 +912,7 @@ class Accelerator(wiring.Component):
         with m.If(abort):
             m.d.sync += [ev_valid.eq(0), g1_valid.eq(0), g2_valid.eq(0), g3_valid.eq(0), be_valid.eq(0),
                          s1_valid.eq(0), s1b_valid.eq(0), s2_valid.eq(0), s3_valid.eq(0), ent_valid.eq(0), f_done.eq(1),
-                         f1.valid.eq(0), f2.valid.eq(0), f3.valid.eq(0), f4.valid.eq(0)]
+                         f1.valid.eq(0), f2.valid.eq(0), f3.valid.eq(0), f4.valid.eq(0), f5.valid.eq(0)]
             m.d.sync += [h[0].eq(0) for h in hist]
         return m
 
