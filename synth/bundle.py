@@ -29,6 +29,22 @@ def synthesize_hwcfg(hwcfg, target: "str | Target", out_dir: "str | Path", freq_
     return synthesize(generate_verilog(hwcfg), TOP_NAME, target, out, freq_mhz, **kwargs)
 
 
+#: Weight RAM bank depth per family: one ECP5 DP16KD in its 1024 x 18 mode, one iCE40
+#: SPRAM (16 k x 16). A bank's output is registered before the bank select
+#: (``HwConfig.weight_bank_words``; the cycle counts do not depend on it).
+BANK_WORDS = {"ecp5": 1024, "ice40": 16384}
+
+
+def _bank_words(net, lanes: int, pow2: bool, target, overrides: dict) -> int:
+    """The weight bank depth for ``target``: 0 (one bank) when the weights fit one bank."""
+    from quickspike.hw.config import HwConfig
+    from quickspike.synth.targets import get_target
+
+    bank = BANK_WORDS.get(get_target(target).family, 0)
+    words = overrides.get("weight_words") or HwConfig.from_network(net, lanes, pow2=pow2).weight_words
+    return bank if words > bank else 0
+
+
 def synthesize_bundle(bundle: "str | Path", target: "str | Target", out_dir: "str | Path",
                       freq_mhz: float | None = None, *, lanes: int = 8, timesteps: int | None = None,
                       pow2: bool = True, hw: dict | None = None, hwcfg=None,
@@ -63,6 +79,8 @@ def synthesize_bundle(bundle: "str | Path", target: "str | Target", out_dir: "st
                 HwConfig(spec=net.spec, **{name: value})
             except (TypeError, ValueError) as e:
                 raise UsageError(f"--{name.replace('_', '-')}: {e}") from None
+        if "weight_bank_words" not in overrides:
+            overrides["weight_bank_words"] = _bank_words(net, lanes, pow2, target, overrides)
         try:
             hwcfg = HwConfig.from_network(net, lanes, pow2=pow2, **overrides)
         except (TypeError, ValueError) as e:

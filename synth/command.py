@@ -20,7 +20,7 @@ __all__ = ["add_arguments", "run_command", "main", "HW_LIMITS"]
 
 #: The ``HwConfig`` limits a bundle's design can be given explicitly (as for ``generate``).
 HW_LIMITS = ("weight_words", "neuron_words", "event_words", "max_layers", "max_inputs", "max_outputs",
-             "max_map", "max_timesteps")
+             "max_map", "max_timesteps", "weight_bank_words")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
