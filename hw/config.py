@@ -82,6 +82,12 @@ class HwConfig:
     #: registered before the bank select, so a weight RAM spread over many block RAMs
     #: (ECP5) has no wide mux right after them; the same cycles either way.
     weight_bank_words: int = 0
+    #: Generate the conv datapath (kind = 1 layers: scatter, coordinates, pooling). Off,
+    #: the layer kind register is never written and synthesis drops that logic.
+    conv: bool = True
+    #: Generate the coding-compensation datapath (IC-SNN). Off, its registers are never
+    #: written and synthesis drops its multiplier, shifters and clamps.
+    compensation: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.spec, IntSpec):
@@ -98,6 +104,9 @@ class HwConfig:
                 raise TypeError(f"HwConfig.{name} must be an integer, not {value!r}")
             if not lo <= value <= hi:
                 raise ValueError(f"HwConfig.{name} = {value} is out of range [{lo}, {hi}]")
+        for name in ("conv", "compensation"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"HwConfig.{name} must be a bool, not {getattr(self, name)!r}")
         if self.weight_bank_words & (self.weight_bank_words - 1):
             raise ValueError(f"HwConfig.weight_bank_words = {self.weight_bank_words} is not a power of two")
 

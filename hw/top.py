@@ -770,20 +770,20 @@ class Accelerator(wiring.Component):
                                 m.d.sync += reg_exit_th.eq(fb)
                             with m.If(fa == P.REG_EXIT_SHIFT):
                                 m.d.sync += reg_exit_shift.eq(fb)
-                            with m.If(fa == P.REG_COMP_ENABLE):
-                                m.d.sync += reg_comp_en.eq(fb)
-                            with m.If(fa == P.REG_COMP_FRAC_BITS):
-                                m.d.sync += reg_comp_fb.eq(fb)
-                            with m.If(fa == P.REG_COMP_MUL):
-                                m.d.sync += reg_comp_mul.eq(fb)
-                            with m.If(fa == P.REG_COMP_SHIFT):
-                                m.d.sync += reg_comp_shift.eq(fb)
-                            with m.If(fa == P.REG_COMP_VMIN):
-                                m.d.sync += reg_comp_vmin.eq(fb)
+                            # without the compensation (conv) datapath its registers (the layer
+                            # kind) keep their reset values, and synthesis drops what they drive
+                            comp_regs = [(P.REG_COMP_ENABLE, reg_comp_en), (P.REG_COMP_FRAC_BITS, reg_comp_fb),
+                                         (P.REG_COMP_MUL, reg_comp_mul), (P.REG_COMP_SHIFT, reg_comp_shift),
+                                         (P.REG_COMP_VMIN, reg_comp_vmin)]
+                            for addr, reg in comp_regs if cfg.compensation else []:
+                                with m.If(fa == addr):
+                                    m.d.sync += reg.eq(fb)
                             with m.If((fa == P.REG_LAYERS) | (fa >= P.LAYER_BASE)):
                                 m.d.sync += dirty.eq(1)
                             for li in range(cfg.max_layers):
                                 for f, name in enumerate(P.LAYER_FIELDS):
+                                    if name == "kind" and not cfg.conv:
+                                        continue
                                     with m.If(fa == P.LAYER_BASE + li * P.LAYER_STRIDE + f):
                                         m.d.sync += regs[name][li].eq(fb)
                         with m.Case(P.OP["WADDR"]):

@@ -1,7 +1,9 @@
 """Synthesizing the accelerator for a bundle: :func:`synthesize_bundle`.
 
 Sizes a :class:`~quickspike.hw.config.HwConfig` for the bundle's network
-(:meth:`HwConfig.from_network`, or one given), generates its Verilog and manifest, and
+(:meth:`HwConfig.from_network`, or one given; the weight RAM banked per target and the
+conv and compensation datapaths left out when the network uses neither), generates its
+Verilog and manifest, and
 runs :func:`~quickspike.synth.run.synthesize`. ``hwcfg.json`` and ``manifest.json`` are
 written beside the synthesis artifacts, and the result records the configuration.
 """
@@ -79,6 +81,10 @@ def synthesize_bundle(bundle: "str | Path", target: "str | Target", out_dir: "st
                 HwConfig(spec=net.spec, **{name: value})
             except (TypeError, ValueError) as e:
                 raise UsageError(f"--{name.replace('_', '-')}: {e}") from None
+        # the datapaths the bundle never uses are left out (same cycles; a bundle that
+        # needs one is refused by check_fits)
+        overrides.setdefault("conv", any(layer.kind == "conv" for layer in net.layers))
+        overrides.setdefault("compensation", bool(net.compensation.enabled))
         if "weight_bank_words" not in overrides:
             overrides["weight_bank_words"] = _bank_words(net, lanes, pow2, target, overrides)
         try:
