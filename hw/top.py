@@ -257,17 +257,20 @@ class Accelerator(wiring.Component):
                 if len(word_bits) < L:
                     lo = k * 48 + j * WB
                     word_bits.append(next_sr[lo:lo + WB])
-        # one address for both weight ports (the burst engine's while accumulating, the
-        # load pointer otherwise) and no read while writing: a single-port RAM, which
-        # yosys maps to iCE40 SPRAM (SB_SPRAM256KA)
+        # one address for both weight ports (the burst engine's, or the load pointer in
+        # the cycle after a weight word is complete: the write is registered, so no
+        # controller decode drives the banks' address and enables) and no read while
+        # writing: a single-port RAM, which yosys maps to iCE40 SPRAM (SB_SPRAM256KA)
         w_addr = Signal(WAB)
         w_we = Signal()
+        w_we_q, w_ptr_q, w_data_q = Signal(), Signal(WAB), Signal(L * WB)
+        m.d.sync += [w_we_q.eq(w_we), w_ptr_q.eq(wptr), w_data_q.eq(Cat(*word_bits))]
         w_bank = Signal(range(len(wbanks)))
         m.d.comb += w_bank.eq(w_addr // WBK if len(wbanks) > 1 else 0)
         wq = [Signal(L * WB, name=f"wq{b}") for b in range(len(wbanks))]
         for b, (w_rd, w_wr) in enumerate(wbanks):
-            m.d.comb += [w_wr.addr.eq(w_addr % WBK), w_rd.addr.eq(w_addr % WBK), w_rd.en.eq(~w_we),
-                         w_wr.en.eq(w_we & (w_bank == b)), w_wr.data.eq(Cat(*word_bits))]
+            m.d.comb += [w_wr.addr.eq(w_addr % WBK), w_rd.addr.eq(w_addr % WBK), w_rd.en.eq(~w_we_q),
+                         w_wr.en.eq(w_we_q & (w_bank == b)), w_wr.data.eq(w_data_q)]
             m.d.sync += wq[b].eq(w_rd.data)
 
         # ---------------------------------------------------------------- state
@@ -420,10 +423,9 @@ class Accelerator(wiring.Component):
             m.d.sync += ev_valid.eq(0)
 
         # --- S1..S3: read-modify-write of the current RAM
+        m.d.comb += w_addr.eq(Mux(w_we_q, w_ptr_q, be_wa))
         with m.If(acc_phase):
-            m.d.comb += [w_addr.eq(be_wa), a_rd.addr.eq(s1_na)]
-        with m.Else():
-            m.d.comb += w_addr.eq(wptr)
+            m.d.comb += a_rd.addr.eq(s1_na)
         m.d.sync += [s2_valid.eq(s1b_valid), s2_na.eq(s1b_na), s2_m.eq(s1b_m),
                      s2_w.eq(Array(wq)[s1b_wb]), s2_a.eq(a_rd_data)]
         mult = Cat(s2_m, Const(0, 1)).as_signed()
