@@ -84,6 +84,16 @@ class HwConfig:
     #: Most timesteps of one stage (sizes the temporal transformer: its weight RAM holds
     #: ``(max_stages - 1) · max_stage_steps²`` weights); unused when ``max_stages == 1``.
     max_stage_steps: int = 8
+    #: Weight RAM bank depth (a power of two; 0: one bank). Each bank's output is
+    #: registered before the bank select, so a weight RAM spread over many block RAMs
+    #: (ECP5) has no wide mux right after them; the same cycles either way.
+    weight_bank_words: int = 0
+    #: Generate the conv datapath (kind = 1 layers: scatter, coordinates, pooling). Off,
+    #: the layer kind register is never written and synthesis drops that logic.
+    conv: bool = True
+    #: Generate the coding-compensation datapath (IC-SNN). Off, its registers are never
+    #: written and synthesis drops its multiplier, shifters and clamps.
+    compensation: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.spec, IntSpec):
@@ -93,7 +103,7 @@ class HwConfig:
             "event_words": (1, 1 << 20), "max_layers": (2, 16), "max_inputs": (1, _MAX_INPUTS),
             "max_outputs": (1, 1 << 12), "max_map": (1, _MAX_MAP - 1),
             "max_timesteps": (1, _MAX_TIMESTEPS - 1), "max_stages": (1, 16),
-            "max_stage_steps": (1, MAX_STEPS),
+            "max_stage_steps": (1, MAX_STEPS), "weight_bank_words": (0, 1 << 24),
         }
         for name, (lo, hi) in limits.items():
             value = getattr(self, name)
@@ -101,6 +111,11 @@ class HwConfig:
                 raise TypeError(f"HwConfig.{name} must be an integer, not {value!r}")
             if not lo <= value <= hi:
                 raise ValueError(f"HwConfig.{name} = {value} is out of range [{lo}, {hi}]")
+        for name in ("conv", "compensation"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"HwConfig.{name} must be a bool, not {getattr(self, name)!r}")
+        if self.weight_bank_words & (self.weight_bank_words - 1):
+            raise ValueError(f"HwConfig.weight_bank_words = {self.weight_bank_words} is not a power of two")
 
     # -- derived widths ---------------------------------------------------------------
 

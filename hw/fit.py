@@ -73,6 +73,11 @@ def check_fits(net: IntNetwork, hwcfg: HwConfig, *, timesteps: int | None = None
         dataclasses.replace(net, compensation=comp).validate()
     else:
         comp.validate(net.spec)
+    if comp.enabled and not hwcfg.compensation:
+        raise FitError("the run uses the coding compensation, but the design was generated without it "
+                       "(HwConfig.compensation)")
+    if any(layer.kind == "conv" for layer in net.layers) and not hwcfg.conv:
+        raise FitError("the network has conv layers, but the design was generated without them (HwConfig.conv)")
     if comp.enabled:
         _need("the compensation frac_bits", comp.frac_bits, COMP_FRAC_BITS, "COMP_FRAC_BITS")
         _need("the compensation shift", comp.shift, COMP_SHIFT_MAX, "COMP_SHIFT_MAX")

@@ -17,7 +17,10 @@ Datapath (``L`` = lanes; all RAMs are ``lib.memory`` with registered read ports)
   that turns a conv event into its valid ``(i, j)`` bursts without bubbles (a dense
   event is one burst) → the **burst engine**, which issues one weight word per cycle
   and takes the next burst in the cycle it issues the last word of the current one.
-  Read-modify-write of the current RAM: read (S0) → memory register (S1) → multiply
+  The weight RAM is single-ported (one address for loading and reading; iCE40 maps it
+  to SPRAM) and banked by ``weight_bank_words``: weight read (S0) → every bank's output
+  registered (S1) → bank select (S1B). Read-modify-write of the current RAM, one cycle
+  behind: read (S1) → memory register (S1B) → multiply
   by the event's value (S2: a pixel, 1 for a spike, or a compensation ``q``; the
   multipliers are ``max(input_bits, COMP_FRAC_BITS)`` wide) → add and write (S3); the
   three writes that a read may miss are forwarded from a 3-deep history, so
@@ -32,12 +35,12 @@ Datapath (``L`` = lanes; all RAMs are ``lib.memory`` with registered read ports)
   unambiguous; a change of layout (``REG_LAYERS`` or a layer field written)
   clears the network's words once, before the next START is taken (not counted in
   CYCLES).
-* **Fire phase** per layer-timestep: a 5-stage sweep over the layer's words:
+* **Fire phase** per layer-timestep: a 6-stage sweep over the layer's words:
   read (F0) → registered v and I, ``v_init`` replacing v at timestep 0 (F1) → leak
   with a run-time shift (F2) → saturating add, and the current cleared (F3; the first
   layer's static current, or an SSNN stage's summed current ``C`` of its first layer, is
-  written back until the stage's last timestep; an event frame is cleared) → threshold,
-  reset, write back and write one event entry per word with a spike (F4). A conv layer's
+  written back until the stage's last timestep; an event frame is cleared) → threshold
+  and reset (F4) → write back and write one event entry per word with a spike (F5). A conv layer's
   sweep keeps its coordinates and pooled coordinates in counters, so pooling and
   flattening are address maps on the entries (rows/cols past whole pool windows are
   dropped there).
@@ -129,13 +132,14 @@ Datapath (``L`` = lanes; all RAMs are ``lib.memory`` with registered read ports)
   ``T_{i+1}·(T_i + shift + 32)``), ``T_i + T_{i+1}`` result words and ~3 cycles; per
   stage timestep the boundary accumulate phase (~10 cycles beyond its events).
   With ``max_stages == 1`` none of this exists and the design is the unstaged one.
-  Measured (8 lanes, 500 mnist5k-events test samples, trained 5-epoch bundles):
+  Measured (8 lanes, 500 mnist5k-events test samples, trained 5-epoch bundles, before
+  the S1B and F5 pipeline stages, which add a cycle per accumulate phase and fire sweep):
   784-256-128-10 stages (6, 4, 2) 27,486 cycles per inference against a bound of
   26,824 (1.025x; the two transformers take 390 of the difference); conv 16c-p2,
   32c-p2, dense 10 stages (6, 4, 2) 194,013 against 193,315 (1.004x).
 
-Costs beyond the lower bound (:mod:`quickspike.hw.perf`): about 15 cycles per hidden
-layer-timestep (setup and pipeline drains: 1 + 4 for a fire phase, 1 + ~9 for an
+Costs beyond the lower bound (:mod:`quickspike.hw.perf`): about 17 cycles per hidden
+layer-timestep (setup and pipeline drains: 1 + 5 for a fire phase, 1 + ~10 for an
 accumulate phase), a conv layer's fire sweep of ``H·W·ceil(K/L)`` words instead of
 ``ceil(K·H·W/L)``, the output streamer (``n_out + 1`` cycles, or the exit check above)
 when a timestep is shorter than it, and with an exit the decision latency at the
@@ -287,7 +291,15 @@ class Accelerator(wiring.Component):
             m.d.comb += is_boundary.eq(st_more & (layer == st_bound))
 
         # ---------------------------------------------------------------- memories
-        m.submodules.wmem = wmem = memory.Memory(shape=unsigned(L * WB), depth=cfg.weight_words, init=[])
+        # the weight RAM, in banks of ``weight_bank_words`` (one bank when 0): every bank
+        # reads the same low address and its output goes straight into a register (wq), so
+        # the bank select mux sits between two registers, not after the block RAMs
+        WBK = cfg.weight_bank_words or cfg.weight_words
+        wbanks = []
+        for b in range(-(-cfg.weight_words // WBK)):
+            bank = memory.Memory(shape=unsigned(L * WB), depth=min(WBK, cfg.weight_words - b * WBK), init=[])
+            m.submodules[f"wmem{b}" if cfg.weight_bank_words else "wmem"] = bank
+            wbanks.append((bank.read_port(), bank.write_port()))
         # the current RAM carries one epoch bit per word: a word written in an earlier
         # sample reads as 0, so a sample that exits early needs no clearing sweep
         m.submodules.amem = amem = memory.Memory(shape=unsigned(L * AB + 1), depth=cfg.neuron_words, init=[])
@@ -300,7 +312,6 @@ class Accelerator(wiring.Component):
             "pos": data.UnionLayout({"yx": data.StructLayout({"yp": MAPB, "xp": MAPB}), "addr": NAB})})
         m.submodules.emem = emem = memory.Memory(shape=ev_layout, depth=cfg.event_words, init=[])
         m.submodules.omem = omem = memory.Memory(shape=unsigned(L * MB), depth=cfg.out_words, init=[])
-        w_rd, w_wr = wmem.read_port(), wmem.write_port()
         a_rd, a_wr = amem.read_port(), amem.write_port()
         v_rd, v_wr = vmem.read_port(), vmem.write_port()
         e_rd, e_wr = emem.read_port(), emem.write_port()
@@ -331,7 +342,21 @@ class Accelerator(wiring.Component):
                 if len(word_bits) < L:
                     lo = k * 48 + j * WB
                     word_bits.append(next_sr[lo:lo + WB])
-        m.d.comb += [w_wr.addr.eq(wptr), w_wr.data.eq(Cat(*word_bits))]
+        # one address for both weight ports (the burst engine's, or the load pointer in
+        # the cycle after a weight word is complete: the write is registered, so no
+        # controller decode drives the banks' address and enables) and no read while
+        # writing: a single-port RAM, which yosys maps to iCE40 SPRAM (SB_SPRAM256KA)
+        w_addr = Signal(WAB)
+        w_we = Signal()
+        w_we_q, w_ptr_q, w_data_q = Signal(), Signal(WAB), Signal(L * WB)
+        m.d.sync += [w_we_q.eq(w_we), w_ptr_q.eq(wptr), w_data_q.eq(Cat(*word_bits))]
+        w_bank = Signal(range(max(2, len(wbanks))))   # at least 1 bit: no zero-width wires in the Verilog
+        m.d.comb += w_bank.eq(w_addr // WBK if len(wbanks) > 1 else 0)
+        wq = [Signal(L * WB, name=f"wq{b}") for b in range(len(wbanks))]
+        for b, (w_rd, w_wr) in enumerate(wbanks):
+            m.d.comb += [w_wr.addr.eq(w_addr % WBK), w_rd.addr.eq(w_addr % WBK), w_rd.en.eq(~w_we_q),
+                         w_wr.en.eq(w_we_q & (w_bank == b)), w_wr.data.eq(w_data_q)]
+            m.d.sync += wq[b].eq(w_rd.data)
 
         # ---------------------------------------------------------------- state
         counting = Signal()
@@ -385,6 +410,9 @@ class Accelerator(wiring.Component):
         be_m = Signal(MW)
         # RMW pipeline
         s1_valid, s1_na, s1_m = Signal(), Signal(NAB), Signal(MW)
+        # S1B: the weight banks' outputs registered (wq); the current RAM is read here
+        s1b_valid, s1b_na, s1b_m = Signal(), Signal(NAB), Signal(MW)
+        s1_wb, s1b_wb = Signal.like(w_bank), Signal.like(w_bank)
         s2_valid, s2_na, s2_m = Signal(), Signal(NAB), Signal(MW)
         s2_w, s2_a = Signal(L * WB), Signal(L * AB)
         s3_valid, s3_na = Signal(), Signal(NAB)
@@ -404,7 +432,8 @@ class Accelerator(wiring.Component):
             m.d.sync += [be_wa.eq(be_wa + 1), be_na.eq(be_na + 1), be_rem.eq(be_rem - 1)]
             with m.If(be_last):
                 m.d.sync += be_valid.eq(0)
-        m.d.sync += [s1_valid.eq(be_valid), s1_na.eq(be_na), s1_m.eq(be_m)]
+        m.d.sync += [s1_valid.eq(be_valid), s1_na.eq(be_na), s1_m.eq(be_m), s1_wb.eq(w_bank)]
+        m.d.sync += [s1b_valid.eq(s1_valid), s1b_na.eq(s1_na), s1b_m.eq(s1_m), s1b_wb.eq(s1_wb)]
 
         # --- G3 scatter: conv events give bursts for i in [ilo, ihi], j in [jlo, jhi]
         g3_wa = Signal(WCNT)
@@ -479,10 +508,11 @@ class Accelerator(wiring.Component):
             m.d.sync += ev_valid.eq(0)
 
         # --- S1..S3: read-modify-write of the current RAM
+        m.d.comb += w_addr.eq(Mux(w_we_q, w_ptr_q, be_wa))
         with m.If(acc_phase):
-            m.d.comb += [w_rd.addr.eq(be_wa), a_rd.addr.eq(be_na)]
-        m.d.sync += [s2_valid.eq(s1_valid), s2_na.eq(s1_na), s2_m.eq(s1_m),
-                     s2_w.eq(w_rd.data), s2_a.eq(a_rd_data)]
+            m.d.comb += a_rd.addr.eq(s1_na)
+        m.d.sync += [s2_valid.eq(s1b_valid), s2_na.eq(s1b_na), s2_m.eq(s1b_m),
+                     s2_w.eq(Array(wq)[s1b_wb]), s2_a.eq(a_rd_data)]
         mult = Cat(s2_m, Const(0, 1)).as_signed()
         prods = [_lane(s2_w, i, WB) * mult for i in range(L)]
         m.d.sync += [s3_valid.eq(s2_valid), s3_na.eq(s2_na), s3_a.eq(s2_a)]
@@ -500,7 +530,7 @@ class Accelerator(wiring.Component):
                          hist[k][2].eq(hist[k - 1][2])]
         pipe_busy = Signal()
         m.d.comb += pipe_busy.eq(ev_valid | g1_valid | g2_valid | g3_valid | be_valid |
-                                 s1_valid | s2_valid | s3_valid)
+                                 s1_valid | s1b_valid | s2_valid | s3_valid)
 
         # --- event-buffer expander
         ev_count = Signal(cfg.event_addr_bits + 1)
@@ -651,29 +681,33 @@ class Accelerator(wiring.Component):
             s = ok & (v >= th)
             m.d.comb += spikes[i].eq(s)
             newv.append(Mux(s, Mux(cur["reset"], 0, v - th), v)[:MB])
-        f4_new = Signal(L * MB)
-        m.d.comb += f4_new.eq(Cat(*newv))
+        # F4 -> F5: the spikes and new membranes registered; F5 writes them back (the
+        # threshold compare does not drive the write enables directly)
+        f5 = Signal(meta_layout)
+        f5_addr, f5_new, f5_spikes, f5_any = Signal(NAB), Signal(L * MB), Signal(L), Signal()
+        m.d.sync += [f5.eq(f4), f5_addr.eq(f4_addr), f5_new.eq(Cat(*newv)), f5_spikes.eq(spikes),
+                     f5_any.eq(spikes != 0)]
+        with m.If(f5.valid & ~cmode & ~rmode):
+            m.d.comb += [v_wr.addr.eq(f5_addr), v_wr.data.eq(f5_new), v_wr.en.eq(1)]
         if SH:
             # SSNN: the spikes of the sweep (every neuron, before pooling; never padding lanes)
             m_cnt = Signal(cfg.count_bits)
             with m.If(f4.valid & ~cmode & ~rmode):
                 m.d.sync += m_cnt.eq(m_cnt + sum(spikes[i] for i in range(L)))
-        with m.If(f4.valid & ~cmode & ~rmode):
-            m.d.comb += [v_wr.addr.eq(f4_addr), v_wr.data.eq(f4_new), v_wr.en.eq(1)]
         ev_wr_ptr = Signal(cfg.event_addr_bits + 1)
-        m.d.comb += [e_wr.addr.eq(ev_wr_ptr), e_wr.data.mask.eq(spikes), e_wr.data.g.eq(f4.g),
-                     e_wr.data.sp.eq(f4.sp)]
+        m.d.comb += [e_wr.addr.eq(ev_wr_ptr), e_wr.data.mask.eq(f5_spikes), e_wr.data.g.eq(f5.g),
+                     e_wr.data.sp.eq(f5.sp)]
         with m.If(cmode):
-            m.d.comb += e_wr.data.pos.addr.eq(f4_addr)
+            m.d.comb += e_wr.data.pos.addr.eq(f5_addr)
         with m.Else():
-            m.d.comb += [e_wr.data.pos.yx.yp.eq(f4.yp), e_wr.data.pos.yx.xp.eq(f4.xp)]
-        with m.If(f4.valid & (spikes != 0) & f4.pv):
+            m.d.comb += [e_wr.data.pos.yx.yp.eq(f5.yp), e_wr.data.pos.yx.xp.eq(f5.xp)]
+        with m.If(f5.valid & f5_any & f5.pv):
             m.d.comb += e_wr.en.eq(1)
             m.d.sync += ev_wr_ptr.eq(ev_wr_ptr + 1)
-        with m.If(f4.valid & is_last_layer):
-            m.d.comb += [o_wr.addr.eq(f4.k), o_wr.data.eq(f4_new), o_wr.en.eq(1)]
+        with m.If(f5.valid & is_last_layer):
+            m.d.comb += [o_wr.addr.eq(f5.k), o_wr.data.eq(f5_new), o_wr.en.eq(1)]
         f_busy = Signal()
-        m.d.comb += f_busy.eq(f_go | f1.valid | f2.valid | f3.valid | f4.valid)
+        m.d.comb += f_busy.eq(f_go | f1.valid | f2.valid | f3.valid | f4.valid | f5.valid)
 
         # current RAM write port: one-time clear, RMW S3, or the fire phase's F3 (clear
         # the current; the first layer's static current is written back, so every word
@@ -873,16 +907,14 @@ class Accelerator(wiring.Component):
                                 m.d.sync += reg_exit_th.eq(fb)
                             with m.If(fa == P.REG_EXIT_SHIFT):
                                 m.d.sync += reg_exit_shift.eq(fb)
-                            with m.If(fa == P.REG_COMP_ENABLE):
-                                m.d.sync += reg_comp_en.eq(fb)
-                            with m.If(fa == P.REG_COMP_FRAC_BITS):
-                                m.d.sync += reg_comp_fb.eq(fb)
-                            with m.If(fa == P.REG_COMP_MUL):
-                                m.d.sync += reg_comp_mul.eq(fb)
-                            with m.If(fa == P.REG_COMP_SHIFT):
-                                m.d.sync += reg_comp_shift.eq(fb)
-                            with m.If(fa == P.REG_COMP_VMIN):
-                                m.d.sync += reg_comp_vmin.eq(fb)
+                            # without the compensation (conv) datapath its registers (the layer
+                            # kind) keep their reset values, and synthesis drops what they drive
+                            comp_regs = [(P.REG_COMP_ENABLE, reg_comp_en), (P.REG_COMP_FRAC_BITS, reg_comp_fb),
+                                         (P.REG_COMP_MUL, reg_comp_mul), (P.REG_COMP_SHIFT, reg_comp_shift),
+                                         (P.REG_COMP_VMIN, reg_comp_vmin)]
+                            for addr, reg in comp_regs if cfg.compensation else []:
+                                with m.If(fa == addr):
+                                    m.d.sync += reg.eq(fb)
                             with m.If(fa == P.REG_INPUT_EVENTS):
                                 m.d.sync += reg_events.eq(fb)
                             if SH:
@@ -897,6 +929,8 @@ class Accelerator(wiring.Component):
                                 m.d.sync += dirty.eq(1)
                             for li in range(cfg.max_layers):
                                 for f, name in enumerate(P.LAYER_FIELDS):
+                                    if name == "kind" and not cfg.conv:
+                                        continue
                                     with m.If(fa == P.LAYER_BASE + li * P.LAYER_STRIDE + f):
                                         m.d.sync += regs[name][li].eq(fb)
                         with m.Case(P.OP["WADDR"]):
@@ -904,7 +938,7 @@ class Accelerator(wiring.Component):
                         with m.Case(P.OP["WDATA"]):
                             m.d.sync += wsr.eq(next_sr)
                             with m.If(wbeat == beats - 1):
-                                m.d.comb += w_wr.en.eq(1)
+                                m.d.comb += w_we.eq(1)
                                 m.d.sync += [wbeat.eq(0), wptr.eq(wptr + 1)]
                             with m.Else():
                                 m.d.sync += wbeat.eq(wbeat + 1)
@@ -1064,8 +1098,8 @@ class Accelerator(wiring.Component):
         # buffer from its pointer, and currents written this sample read as 0 in the next.
         with m.If(abort):
             m.d.sync += [ev_valid.eq(0), g1_valid.eq(0), g2_valid.eq(0), g3_valid.eq(0), be_valid.eq(0),
-                         s1_valid.eq(0), s2_valid.eq(0), s3_valid.eq(0), ent_valid.eq(0), f_done.eq(1),
-                         f1.valid.eq(0), f2.valid.eq(0), f3.valid.eq(0), f4.valid.eq(0)]
+                         s1_valid.eq(0), s1b_valid.eq(0), s2_valid.eq(0), s3_valid.eq(0), ent_valid.eq(0), f_done.eq(1),
+                         f1.valid.eq(0), f2.valid.eq(0), f3.valid.eq(0), f4.valid.eq(0), f5.valid.eq(0)]
             m.d.sync += [h[0].eq(0) for h in hist]
         return m
 

@@ -1,7 +1,9 @@
 """Synthesizing the accelerator for a bundle: :func:`synthesize_bundle`.
 
 Sizes a :class:`~quickspike.hw.config.HwConfig` for the bundle's network
-(:meth:`HwConfig.from_network`, or one given), generates its Verilog and manifest, and
+(:meth:`HwConfig.from_network`, or one given; the weight RAM banked per target and the
+conv and compensation datapaths left out when the network uses neither), generates its
+Verilog and manifest, and
 runs :func:`~quickspike.synth.run.synthesize`. ``hwcfg.json`` and ``manifest.json`` are
 written beside the synthesis artifacts, and the result records the configuration.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from quickspike.synth.run import SynthResult, synthesize
+from quickspike.synth.run import SynthResult, _write, spiker_comparison, synthesize
 from quickspike.synth.targets import Target
 
 __all__ = ["synthesize_bundle", "synthesize_hwcfg"]
@@ -29,9 +31,26 @@ def synthesize_hwcfg(hwcfg, target: "str | Target", out_dir: "str | Path", freq_
     return synthesize(generate_verilog(hwcfg), TOP_NAME, target, out, freq_mhz, **kwargs)
 
 
+#: Weight RAM bank depth per family: one ECP5 DP16KD in its 1024 x 18 mode, one iCE40
+#: SPRAM (16 k x 16). A bank's output is registered before the bank select
+#: (``HwConfig.weight_bank_words``; the cycle counts do not depend on it).
+BANK_WORDS = {"ecp5": 1024, "ice40": 16384}
+
+
+def _bank_words(net, lanes: int, pow2: bool, target, overrides: dict) -> int:
+    """The weight bank depth for ``target``: 0 (one bank) when the weights fit one bank."""
+    from quickspike.hw.config import HwConfig
+    from quickspike.synth.targets import get_target
+
+    bank = BANK_WORDS.get(get_target(target).family, 0)
+    words = overrides.get("weight_words") or HwConfig.from_network(net, lanes, pow2=pow2).weight_words
+    return bank if words > bank else 0
+
+
 def synthesize_bundle(bundle: "str | Path", target: "str | Target", out_dir: "str | Path",
                       freq_mhz: float | None = None, *, lanes: int = 8, timesteps: int | None = None,
-                      pow2: bool = True, hw: dict | None = None, hwcfg=None, **kwargs) -> SynthResult:
+                      pow2: bool = True, hw: dict | None = None, hwcfg=None,
+                      cycles_per_image: float | None = None, **kwargs) -> SynthResult:
     """Size the accelerator for the network in ``bundle`` and synthesize it for ``target``.
 
     The configuration is :meth:`HwConfig.from_network` for ``lanes`` with the explicit
@@ -41,6 +60,11 @@ def synthesize_bundle(bundle: "str | Path", target: "str | Target", out_dir: "st
     block RAM). ``hwcfg`` replaces the sizing. The network must fit the configuration
     (:func:`~quickspike.hw.fit.check_fits`, for ``timesteps``). Other keyword
     arguments go to :func:`~quickspike.synth.run.synthesize`.
+
+    The result's ``comparison`` (:func:`~quickspike.synth.run.spiker_comparison`, also
+    in ``report.txt``) puts the logic, the latency per image (``cycles_per_image``,
+    measured by cosim for this lane count, over the achieved Fmax) and the bundle's
+    integer-model accuracy (``meta["int_accuracy"]``) beside Spiker+'s MNIST figures.
     """
     from quickspike.errors import FitError, UsageError
     from quickspike.hw.config import HwConfig
@@ -57,9 +81,21 @@ def synthesize_bundle(bundle: "str | Path", target: "str | Target", out_dir: "st
                 HwConfig(spec=net.spec, **{name: value})
             except (TypeError, ValueError) as e:
                 raise UsageError(f"--{name.replace('_', '-')}: {e}") from None
+        # the datapaths the bundle never uses are left out (same cycles; a bundle that
+        # needs one is refused by check_fits)
+        overrides.setdefault("conv", any(layer.kind == "conv" for layer in net.layers))
+        overrides.setdefault("compensation", bool(net.compensation.enabled))
+        if "weight_bank_words" not in overrides:
+            overrides["weight_bank_words"] = _bank_words(net, lanes, pow2, target, overrides)
         try:
             hwcfg = HwConfig.from_network(net, lanes, pow2=pow2, **overrides)
         except (TypeError, ValueError) as e:
             raise FitError(f"the network does not fit any generated design: {e}") from None
     check_fits(net, hwcfg, timesteps=timesteps)
-    return synthesize_hwcfg(hwcfg, target, out_dir, freq_mhz, **kwargs)
+    accuracy = (net.meta or {}).get("int_accuracy")
+    result = synthesize_hwcfg(hwcfg, target, out_dir, freq_mhz, **kwargs)
+    result.comparison = spiker_comparison(result.luts, result.fmax_mhz, cycles_per_image,
+                                          accuracy if isinstance(accuracy, (int, float)) else None,
+                                          hwcfg.lanes)
+    _write(result, Path(out_dir))
+    return result

@@ -20,7 +20,7 @@ __all__ = ["add_arguments", "run_command", "main", "HW_LIMITS"]
 
 #: The ``HwConfig`` limits a bundle's design can be given explicitly (as for ``generate``).
 HW_LIMITS = ("weight_words", "neuron_words", "event_words", "max_layers", "max_inputs", "max_outputs",
-             "max_map", "max_timesteps")
+             "max_map", "max_timesteps", "weight_bank_words")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -35,6 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     hw = p.add_argument_group("hardware limits of a bundle's design (default: the smallest that fit)")
     for name in HW_LIMITS:
         hw.add_argument(f"--{name.replace('_', '-')}", type=int, default=None, help=f"HwConfig.{name}")
+    p.add_argument("--cosim-json", type=Path, default=None,
+                   help="a `quickspike cosim --json` result of this bundle and lane count: its cycles per "
+                        "inference give the latency per image in the report (bundle input)")
     p.add_argument("--top", default=None, help="top module of a Verilog input")
     p.add_argument("--no-wrap", action="store_true", help="no serial pin wrapper: every core port is a pin")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placer seed")
@@ -61,7 +64,7 @@ def run_command(args: argparse.Namespace) -> int:
     if design.suffix in (".v", ".sv"):
         if not args.top:
             raise UsageError("a Verilog input needs --top")
-        given = [n for n in ("timesteps", *HW_LIMITS) if getattr(args, n, None) is not None]
+        given = [n for n in ("timesteps", "cosim_json", *HW_LIMITS) if getattr(args, n, None) is not None]
         if given or args.exact_depths:
             raise UsageError(f"--{(given or ['exact_depths'])[0].replace('_', '-')} is for a bundle input")
         result = synthesize(design.read_text(), args.top, args.target, out, args.freq, **common)
@@ -69,8 +72,12 @@ def run_command(args: argparse.Namespace) -> int:
         if args.top:
             raise UsageError("--top is for Verilog input; a bundle's top is generated")
         hw = {name: getattr(args, name, None) for name in HW_LIMITS}
+        cycles = None
+        if args.cosim_json is not None:
+            cycles = _cosim_cycles(args.cosim_json, args.lanes)
         result = synthesize_bundle(design, args.target, out, args.freq, lanes=args.lanes,
-                                   timesteps=args.timesteps, pow2=not args.exact_depths, hw=hw, **common)
+                                   timesteps=args.timesteps, pow2=not args.exact_depths, hw=hw,
+                                   cycles_per_image=cycles, **common)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(result.to_json() + "\n")
@@ -81,6 +88,20 @@ def run_command(args: argparse.Namespace) -> int:
           + (f"; critical path {cp.get('start_signal')} -> {cp.get('end_signal')}" if cp else "")
           + f" -> {out}")
     return 0
+
+
+def _cosim_cycles(path: Path, lanes: int) -> float:
+    """Mean cycles per inference of a ``cosim --json`` file, which must be for ``lanes``."""
+    import json
+
+    try:
+        figures = json.loads(path.read_text())
+        cycles = float(figures["cycles_per_inference"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UsageError(f"--cosim-json {path}: not a cosim result ({e})") from None
+    if figures.get("lanes") not in (None, lanes):
+        raise UsageError(f"--cosim-json {path} is for {figures['lanes']} lanes, not --lanes {lanes}")
+    return cycles
 
 
 def main(argv: list[str] | None = None) -> int:

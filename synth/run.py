@@ -43,7 +43,7 @@ from quickspike.synth.targets import Target, get_target
 from quickspike.synth.tools import ToolError, run_tool
 from quickspike.synth.wrapper import WRAPPER_TOP, verilog_ports, wrap_verilog
 
-__all__ = ["SynthResult", "synthesize", "netlist_resources", "parse_nextpnr_report", "critical_path_summary"]
+__all__ = ["SynthResult", "synthesize", "SPIKER_PLUS", "spiker_comparison", "netlist_resources", "parse_nextpnr_report", "critical_path_summary"]
 
 
 @dataclass
@@ -91,12 +91,44 @@ class SynthResult:
     times: dict = field(default_factory=dict)
     out_dir: str = ""
     files: dict = field(default_factory=dict)
+    #: Side by side with Spiker+ on MNIST (:func:`spiker_comparison`); bundle inputs only.
+    comparison: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
+
+
+# ------------------------------------------------------------------------------- Spiker+
+
+#: Spiker+'s MNIST figures (its paper's FPGA implementation): logic cells, latency per
+#: image and accuracy, the reference the synthesis report puts ours beside.
+SPIKER_PLUS = {"logic_cells": 7612, "latency_us": 780.0, "accuracy": 0.9385}
+
+
+def spiker_comparison(luts: int | None, fmax_mhz: float | None, cycles_per_image: float | None,
+                      accuracy: float | None, lanes: int | None = None) -> dict:
+    """Ours beside :data:`SPIKER_PLUS`: logic, latency (``cycles_per_image / fmax``), accuracy.
+
+    ``cycles_per_image`` is measured (cosim's mean cycles per inference), ``accuracy``
+    the bundle's integer-model test accuracy; a figure that is unknown stays ``None``
+    and so does its verdict.
+    """
+    latency = (cycles_per_image / fmax_mhz) if cycles_per_image and fmax_mhz else None
+
+    def below(ours, ref):
+        return None if ours is None else ours < ref
+    acc_ok = None if accuracy is None else accuracy >= SPIKER_PLUS["accuracy"]
+    return {
+        "reference": dict(SPIKER_PLUS), "lanes": lanes,
+        "logic_cells": luts, "logic_below": below(luts, SPIKER_PLUS["logic_cells"]),
+        "cycles_per_image": cycles_per_image, "fmax_mhz": fmax_mhz,
+        "latency_us": None if latency is None else round(latency, 3),
+        "latency_below": below(latency, SPIKER_PLUS["latency_us"]),
+        "accuracy": accuracy, "accuracy_at_least": acc_ok,
+    }
 
 
 # ------------------------------------------------------------------------------- netlist
@@ -537,6 +569,23 @@ def text_report(r: SynthResult) -> str:
                       f"  from {cp['start']}", f"  to   {cp['end']}",
                       "  through " + " -> ".join(cp["signals"][:12]) + (" ..." if len(cp["signals"]) > 12 else "")]
         lines.append("")
+    if r.comparison:
+        c, ref = r.comparison, r.comparison["reference"]
+
+        def cmp(ok):
+            return "?" if ok is None else ("yes" if ok else "NO")
+        fig = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
+        lanes = f", {c['lanes']} lanes" if c.get("lanes") else ""
+        lines += [f"Beside Spiker+ (MNIST){lanes}",
+                  f"  {'':<22} {'ours':>10} {'Spiker+':>10}  better",
+                  f"  {'logic cells / LUT4':<22} {fig(c['logic_cells'], ',d'):>10} {ref['logic_cells']:>10,}  "
+                  f"{cmp(c['logic_below'])}",
+                  f"  {'latency per image (us)':<22} {fig(c['latency_us'], ',.1f'):>10} {ref['latency_us']:>10,.1f}  "
+                  f"{cmp(c['latency_below'])}",
+                  f"  {'accuracy (%)':<22} {fig(None if c['accuracy'] is None else 100 * c['accuracy'], '.2f'):>10} "
+                  f"{100 * ref['accuracy']:>10.2f}  {cmp(c['accuracy_at_least'])}",
+                  "  latency = cycles per image (cosim, " + fig(c["cycles_per_image"], ",.1f")
+                  + ") / Fmax (" + fig(c["fmax_mhz"], ".2f") + " MHz)", ""]
     if r.memories:
         lines.append("Memories")
         for m in r.memories:

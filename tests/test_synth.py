@@ -157,3 +157,30 @@ def test_synth_command_usage_errors(tmp_path, capsys):
     assert main(["synth", str(tmp_path / "x.v"), "--top", "x", "--lanes", "4", "--weight-words", "8"]) == 2
     assert "--weight-words is for a bundle input" in capsys.readouterr().err
     assert main(["synth", str(tmp_path / "x.v"), "--top", "x", "--target", "xc7"]) == 2
+
+
+def test_spiker_comparison_and_design_options():
+    from quickspike.hw.config import HwConfig
+    from quickspike.hw.fit import check_fits
+    from quickspike.hw.testnets import conv_net, dense_net
+    from quickspike.synth.run import SPIKER_PLUS, SynthResult, spiker_comparison, text_report
+
+    c = spiker_comparison(5000, 50.0, 5000.0, 0.95, lanes=4)
+    assert (c["latency_us"], c["logic_below"], c["latency_below"], c["accuracy_at_least"]) == (100.0, True, True, True)
+    assert spiker_comparison(8000, None, None, 0.9)["latency_us"] is None
+    r = SynthResult(target="ecp5-25k", family="ecp5", part="p", top="t", wrapped=True, freq_mhz=100.0,
+                    luts=8000, fmax_mhz=50.0, fits=True)
+    r.comparison = spiker_comparison(r.luts, r.fmax_mhz, 5000.0, 0.9, lanes=4)
+    text = text_report(r)
+    assert "Beside Spiker+ (MNIST), 4 lanes" in text and f"{SPIKER_PLUS['logic_cells']:,}" in text
+    assert "100.0" in text and "NO" in text        # more logic, lower accuracy than Spiker+
+    # design options: banks must be a power of two; a network needing a datapath that was
+    # left out is refused
+    with pytest.raises(ValueError, match="power of two"):
+        HwConfig(weight_bank_words=1000)
+    with pytest.raises(TypeError):
+        HwConfig(conv=1)
+    cnet, dnet = conv_net(), dense_net()
+    with pytest.raises(FitError, match="conv"):
+        check_fits(cnet, HwConfig.from_network(cnet, lanes=2, conv=False))
+    check_fits(dnet, HwConfig.from_network(dnet, lanes=2, conv=False, compensation=False, weight_bank_words=4))
