@@ -218,6 +218,8 @@ _HW_OPTIONS = {
     "max_outputs": "largest output layer (classes)",
     "max_map": "largest conv map height/width",
     "max_timesteps": "largest timestep count",
+    "max_stages": "SSNN stages the controller runs (1: no SSNN hardware)",
+    "max_stage_steps": "most timesteps of one SSNN stage (sizes the temporal transformer)",
 }
 
 

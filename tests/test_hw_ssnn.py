@@ -479,3 +479,17 @@ def test_cli_cosim_ssnn_bundle(built, coding, tmp_path, capsys, monkeypatch):
     assert fig["avg_timesteps"] == 1 and fig["build_cache_hit"] is True
     assert fig["cycles_per_inference"] >= fig["lower_bound_cycles"] + fig["transformer_cycles"] > 0
     assert "stages [8, 4, 1]" in captured.out
+
+
+def test_cli_max_stages_option_refuses_a_deeper_network(tmp_path, capsys):
+    from quickspike.cli import main
+    from quickspike.sw.bundle import save_bundle
+
+    bundle = save_bundle(_cli_net("direct"), tmp_path / "ssnn.qsb")
+    rc = main(["generate", str(bundle), "--out", str(tmp_path / "gen"), "--max-stages", "2"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "stage count 3 exceeds the hardware limit max_stages = 2" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "gen").exists() or not list((tmp_path / "gen").glob("*.v"))
+    rc = main(["generate", str(bundle), "--out", str(tmp_path / "gen"), "--max-stage-steps", "4"])
+    assert rc == 1 and "max_stage_steps = 4" in capsys.readouterr().err
