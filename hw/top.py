@@ -424,12 +424,12 @@ class Accelerator(wiring.Component):
         kw = cur["row_words"]
 
         # --- burst engine
-        be_last = Signal()
-        m.d.comb += be_last.eq(be_rem == 1)
+        be_last = Signal()          # be_rem == 1, registered beside be_rem (off the ready chain)
         be_ready = Signal()
         m.d.comb += be_ready.eq(~be_valid | be_last)
         with m.If(be_valid):
-            m.d.sync += [be_wa.eq(be_wa + 1), be_na.eq(be_na + 1), be_rem.eq(be_rem - 1)]
+            m.d.sync += [be_wa.eq(be_wa + 1), be_na.eq(be_na + 1), be_rem.eq(be_rem - 1),
+                         be_last.eq(be_rem == 2)]
             with m.If(be_last):
                 m.d.sync += be_valid.eq(0)
         m.d.sync += [s1_valid.eq(be_valid), s1_na.eq(be_na), s1_m.eq(be_m), s1_wb.eq(w_bank)]
@@ -446,7 +446,8 @@ class Accelerator(wiring.Component):
         g3_ready = Signal()
         m.d.comb += g3_ready.eq(~g3_valid | (g3_lastb & be_ready))
         with m.If(g3_valid & be_ready):
-            m.d.sync += [be_valid.eq(1), be_wa.eq(g3_wa), be_na.eq(g3_na), be_rem.eq(kw), be_m.eq(g3_m)]
+            m.d.sync += [be_valid.eq(1), be_wa.eq(g3_wa), be_na.eq(g3_na), be_rem.eq(kw), be_last.eq(kw == 1),
+                         be_m.eq(g3_m)]
             with m.If(g3_j == g3_jhi):
                 m.d.sync += [g3_j.eq(g3_jlo), g3_i.eq(g3_i + 1),
                              g3_wrow.eq(g3_wrow + kw + (kw << 1)), g3_nrow.eq(g3_nrow - cur["row_stride"])]
@@ -606,7 +607,10 @@ class Accelerator(wiring.Component):
         with m.If(~acc_phase):
             m.d.comb += [a_rd.addr.eq(f_addr)]
         # the expander of compensation events reads the membrane word of its entry
-        m.d.comb += v_rd.addr.eq(Mux(cexp, Mux(advance, e_rd.data.pos.addr, ent_addr), f_addr))
+        if cfg.compensation:
+            m.d.comb += v_rd.addr.eq(Mux(cexp, Mux(advance, e_rd.data.pos.addr, ent_addr), f_addr))
+        else:   # no expansion re-reads membranes: keep the event expander off this address
+            m.d.comb += v_rd.addr.eq(f_addr)
         pooled_ok = Signal()
         m.d.comb += pooled_ok.eq((c_yp < cur["pool_h"]) & (c_xp < cur["pool_w"]))
         m.d.sync += [f1.valid.eq(f_go), f1.k.eq(f_k), f1.g.eq(Mux(cur["kind"], c_g, f_k)),
