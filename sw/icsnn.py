@@ -42,7 +42,6 @@ like an SNN run, with ``options.algo == "icsnn"``.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import time
@@ -58,7 +57,7 @@ from quickspike.errors import UsageError
 from quickspike.sw.golden import encode_pixels, layer_current, sum_pool
 from quickspike.sw.network import IntNetwork
 from quickspike.sw.spec import CompensationSpec, IntSpec, LayerSpec, NeuronSpec
-from quickspike.sw.train import fit, load_run_model, run_algo
+from quickspike.sw.train import fit, load_run_model, run_algo, save_run
 
 __all__ = [
     "DEFAULT_LEVELS", "ANNConfig", "QCFSNet", "qcfs", "ICSNNOptions", "train_icsnn", "load_icsnn_run",
@@ -256,7 +255,6 @@ def _evaluate(model: QCFSNet, x: np.ndarray, y: np.ndarray, batch_size: int = 50
 def train_icsnn(opts: ICSNNOptions, out: Path, data=None, progress: bool = True) -> dict:
     """Train the QCFS ANN as ``opts`` says and save the run in ``out``; return the summary."""
     from quickspike.sw.data import load_dataset
-    from quickspike.sw.files import atomic_write_bytes, atomic_write_text
 
     opts.validate()
     data = data or load_dataset(opts.dataset)
@@ -291,11 +289,7 @@ def train_icsnn(opts: ICSNNOptions, out: Path, data=None, progress: bool = True)
         "thresholds": thetas,
         "train_seconds": round(time.time() - t0, 1),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    torch.save({"config": cfg.to_dict(), "state": model.state_dict(), "options": asdict(opts)}, buf)
-    atomic_write_bytes(out / "model.pt", buf.getvalue())
-    atomic_write_text(out / "train.json", json.dumps(summary, indent=2))
+    save_run(out, model, cfg, asdict(opts), summary)
     return summary
 
 

@@ -58,7 +58,6 @@ the work done per layer.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import time
@@ -72,13 +71,12 @@ from torch import nn
 
 from quickspike.errors import UsageError
 from quickspike.sw.data import Dataset, load_dataset
-from quickspike.sw.files import atomic_write_bytes, atomic_write_text
 from quickspike.sw.golden import split_current
 from quickspike.sw.model import ModelConfig, SNNModel, _round_ste
 from quickspike.sw.network import IntNetwork
 from quickspike.sw.spec import (MAX_STEPS, SPLIT_FRAC_BITS, TT_MUL_BITS, TT_SHIFT_MAX, TT_WEIGHT_BITS,
                                 StageSpec, TransformerSpec, signed_range)
-from quickspike.sw.train import evaluate_float, fit, load_run_model, model_inputs, run_algo
+from quickspike.sw.train import evaluate_float, fit, load_run_model, model_inputs, run_algo, save_run
 
 __all__ = [
     "DEFAULT_STAGES", "DEFAULT_HIDDEN", "DEFAULT_LEAK_SHIFT", "DEFAULT_EARLY_WEIGHT", "TT_WEIGHT_FRAC", "SSNNOptions", "SSNNModel",
@@ -368,12 +366,7 @@ def train_ssnn(opts: SSNNOptions, out: Path, data: Dataset | None = None, progre
         "average_steps_paper": sum(layer_steps[:-1]) / max(1, n - 1),
         "train_seconds": seconds,
     }
-    out.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    torch.save({"config": cfg.to_dict(), "state": model.state_dict(), "options": summary["options"],
-                "starts": list(model.starts)}, buf)
-    atomic_write_bytes(out / "model.pt", buf.getvalue())
-    atomic_write_text(out / "train.json", json.dumps(summary, indent=2))
+    save_run(out, model, cfg, summary["options"], summary, starts=list(model.starts))
     return summary
 
 

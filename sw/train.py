@@ -34,7 +34,7 @@ from quickspike.sw.data import Dataset, load_dataset
 from quickspike.sw.files import atomic_write_bytes, atomic_write_text
 from quickspike.sw.model import ModelConfig, SNNModel
 
-__all__ = ["ALGOS", "TrainOptions", "train", "load_run", "load_run_model", "run_algo", "evaluate_float", "accuracy_by_timestep", "fit",
+__all__ = ["ALGOS", "TrainOptions", "train", "load_run", "load_run_model", "run_algo", "save_run", "evaluate_float", "accuracy_by_timestep", "fit",
            "model_inputs", "shift_batch"]
 
 #: ``snn``: fixed-T loss; ``atsnn``: time-dependent loss for an adaptive (early-exit) timestep.
@@ -221,12 +221,18 @@ def train(opts: TrainOptions, out: Path, data: Dataset | None = None, progress: 
         "qat_accuracy_by_timestep": accuracy_by_timestep(model, x_test, data.y_test, opts.timesteps),
         "train_seconds": round(time.time() - t0, 1),
     }
+    save_run(out, model, cfg, asdict(opts), summary)
+    return summary
+
+
+def save_run(out: Path, model: torch.nn.Module, cfg, options: dict, summary: dict, **extra) -> None:
+    """Write a training run directory: ``model.pt`` (config, state, options, ``extra``) and
+    ``train.json`` (``summary``), each atomically; :func:`load_run_model` reads it back."""
     out.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
-    torch.save({"config": cfg.to_dict(), "state": model.state_dict(), "options": asdict(opts)}, buf)
+    torch.save({"config": cfg.to_dict(), "state": model.state_dict(), "options": options, **extra}, buf)
     atomic_write_bytes(out / "model.pt", buf.getvalue())
     atomic_write_text(out / "train.json", json.dumps(summary, indent=2))
-    return summary
 
 
 def run_algo(run: Path | str) -> str | None:
