@@ -58,7 +58,7 @@ from quickspike.errors import DataError
 if TYPE_CHECKING:
     from quickspike.sw.events import EventSet
 
-__all__ = ["Dataset", "KNOWN_DATASETS", "load_dataset"]
+__all__ = ["Dataset", "KNOWN_DATASETS", "load_dataset", "read_npz_arrays"]
 
 KNOWN_DATASETS = ("digits", "mnist5k", "digits-events", "mnist5k-events")
 
@@ -270,17 +270,23 @@ def _has_events(path: Path) -> bool:
         return False
 
 
-def _load_npz(name: str, path: Path) -> Dataset:
+def read_npz_arrays(path: Path, keys) -> dict[str, np.ndarray]:
+    """The arrays ``keys`` of the ``.npz`` at ``path`` (no pickles); one-line :class:`DataError`
+    for a file that is not a zip archive, lacks an array or cannot be read."""
     if not zipfile.is_zipfile(path):  # np.load would also take a .npy or a pickle
         raise DataError(f"{path}: not a .npz (zip) archive")
     try:
         with np.load(path, allow_pickle=False) as npz:
-            missing = [key for key in _NPZ_KEYS if key not in npz.files]
+            missing = [key for key in keys if key not in npz.files]
             if missing:
                 raise DataError(f"{path}: missing arrays {', '.join(missing)}")
-            arrays = {key: npz[key] for key in _NPZ_KEYS}
+            return {key: npz[key] for key in keys}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
         raise DataError(f"{path}: cannot read .npz: {_one_line(error)}") from None
+
+
+def _load_npz(name: str, path: Path) -> Dataset:
+    arrays = read_npz_arrays(path, _NPZ_KEYS)
     x_train = _npz_images(arrays["x_train"], f"{path}[x_train]")
     y_train = _labels(arrays["y_train"], f"{path}[y_train]")
     x_test = _npz_images(arrays["x_test"], f"{path}[x_test]")

@@ -70,8 +70,6 @@ import hashlib
 import io
 import json
 import os
-import zipfile
-import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -204,16 +202,9 @@ def read_event_file(path: Path | str) -> tuple[EventSet, EventSet]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    if not zipfile.is_zipfile(path):
-        raise DataError(f"{path}: not a .npz (zip) archive")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in EVENT_KEYS if k not in npz.files]
-            if missing:
-                raise DataError(f"{path}: missing arrays {', '.join(missing)}")
-            a = {k: npz[k] for k in EVENT_KEYS}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
-        raise DataError(f"{path}: cannot read .npz: {' '.join(str(error).split())}") from None
+    from quickspike.sw.data import read_npz_arrays
+
+    a = read_npz_arrays(path, EVENT_KEYS)
     for k in EVENT_KEYS:
         if not isinstance(a[k], np.ndarray):
             raise DataError(f"{path}[{k}]: cannot read .npz: not a .npy array")
