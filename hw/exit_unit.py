@@ -11,12 +11,13 @@ the lowest index) on the way.
   moves top-1 down to top-2; otherwise ``v > top2`` replaces top-2, so a value equal
   to top-1 becomes top-2 (a tie gives margin 0, as ``topk`` does). top-2 starts at
   the most negative membrane value, which is exact for ``n_out >= 2``.
-  ``margin`` decides one cycle after the last value: ``top1 - top2 >= threshold``.
+  ``margin`` decides three cycles after the last value (taken into the unit's input
+  register): ``top1 - top2`` is registered, then compared, ``>= threshold``.
 * **Pass 2** (``p2_valid``: ``softmax`` only, the same potentials again, once ``v_max
-  = top1`` is known): a 3-stage pipeline ``diff = v_max - v`` → ``d = min(diff >>
-  shift, EXP_TABLE_SIZE - 1)`` and a read of the exp ROM (built from
-  :data:`quickspike.sw.spec.EXP_TABLE`) → ``S += EXP_TABLE[d]``; three cycles after
-  the last value ``done`` rises with ``holds = S <= threshold``.
+  = top1`` is known): a 4-stage pipeline ``diff = v_max - v`` → ``d = min(diff >>
+  shift, EXP_TABLE_SIZE - 1)`` → a read of the exp ROM (built from
+  :data:`quickspike.sw.spec.EXP_TABLE`) → ``S += EXP_TABLE[d]``; five cycles after
+  the last value (one in the input register) ``done`` rises with ``holds = S <= threshold``.
 
 ``rule``, ``threshold`` and ``shift`` are run-time registers of the accelerator
 (:data:`quickspike.hw.protocol.REG_EXIT_RULE` ..); ``rule`` is the index in
@@ -27,7 +28,7 @@ still tracks the class and reports ``done`` with ``holds = 0`` after pass 1.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -54,10 +55,12 @@ class ExitUnit(wiring.Component):
 
     ``rule`` (In 2), ``threshold`` (In :func:`threshold_bits`), ``shift`` (In
     :func:`shift_bits`): the run-time rule. ``clear`` (In 1): forget the last
-    timestep. ``value`` (In ``signed(membrane_bits)``), ``p1_valid`` / ``p2_valid``
-    (In 1): a potential of pass 1 / pass 2 this cycle; ``last`` (In 1): it is the last
+    timestep (registered: ``done`` stays up in the next cycle). ``value`` (In
+    ``signed(membrane_bits)``), ``p1_valid`` / ``p2_valid`` (In 1): a potential of pass 1 / pass 2 this cycle; ``last`` (In 1): it is the last
     one of its pass. ``best_index`` (Out): argmax of pass 1 so far. ``done`` (Out 1):
     the decision is ready (until ``clear``); ``holds`` (Out 1): the rule holds.
+    ``busy`` (Out 1): the value of the last cycle is still in the input register
+    (``best_index`` is final when it is low).
     """
 
     def __init__(self, spec: IntSpec, max_outputs: int):
@@ -81,13 +84,21 @@ class ExitUnit(wiring.Component):
             "best_index": Out(bits_for(max_outputs - 1)),
             "done": Out(1),
             "holds": Out(1),
+            "busy": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
         MB = self.spec.membrane_bits
         mlo, _ = self.spec.membrane_range
-        v = self.value
+        # the inputs are registered (the streamer's handshake does not reach the
+        # comparators); ``busy``: a value is in that register, not yet in best_index
+        # register, as is ``clear`` (which still wins over a value of its cycle)
+        v = Signal(signed(MB))
+        p1_valid, p2_valid, last, clear = Signal(), Signal(), Signal(), Signal()
+        m.d.sync += [v.eq(self.value), p1_valid.eq(self.p1_valid), p2_valid.eq(self.p2_valid),
+                     last.eq(self.last), clear.eq(self.clear)]
+        m.d.comb += self.busy.eq(p1_valid | p2_valid)
 
         # ---- pass 1: top-1 / top-2 / argmax, one value per cycle
         top1 = Signal(signed(MB))
@@ -95,17 +106,19 @@ class ExitUnit(wiring.Component):
         count = Signal(bits_for(self.max_outputs))
         fresh = Signal(init=1)
         m_pend = Signal()
-        with m.If(self.p1_valid):
-            m.d.sync += [count.eq(count + 1), fresh.eq(0), m_pend.eq(self.last)]
+        with m.If(p1_valid):
+            m.d.sync += [count.eq(count + 1), fresh.eq(0), m_pend.eq(last)]
             with m.If(fresh | (v > top1)):
                 m.d.sync += [top1.eq(v), top2.eq(Mux(fresh, mlo, top1)), self.best_index.eq(count)]
             with m.Elif(v > top2):
                 m.d.sync += top2.eq(v)
         with m.Else():
             m.d.sync += m_pend.eq(0)
-        with m.If(m_pend & (self.rule != RULE_CODES["softmax"])):
-            margin = Signal(unsigned(MB))
-            m.d.comb += margin.eq(top1 - top2)          # 0 .. 2**MB - 1
+        # the margin is registered before the compare (no subtract-then-compare chain)
+        margin = Signal(unsigned(MB))                   # 0 .. 2**MB - 1
+        m_pend2 = Signal()
+        m.d.sync += [margin.eq(top1 - top2), m_pend2.eq(m_pend & (self.rule != RULE_CODES["softmax"]))]
+        with m.If(m_pend2):
             m.d.sync += [self.done.eq(1),
                          self.holds.eq((self.rule == RULE_CODES["margin"]) & (margin >= self.threshold))]
 
@@ -115,21 +128,31 @@ class ExitUnit(wiring.Component):
         rd = rom.read_port()
         top = EXP_TABLE_SIZE - 1
         a_valid, a_last, a_diff = Signal(), Signal(), Signal(unsigned(MB))
+        s_valid, s_last, s_idx = Signal(), Signal(), Signal(range(EXP_TABLE_SIZE))
         b_valid, b_last = Signal(), Signal()
         c_last = Signal()
         total = Signal(bits_for(self.max_outputs * EXP_TABLE[0]))
-        m.d.sync += [a_valid.eq(self.p2_valid), a_last.eq(self.last), a_diff.eq(top1 - v)]
-        shifted = Signal(unsigned(MB))
-        m.d.comb += [shifted.eq(a_diff >> self.shift),
-                     rd.addr.eq(Mux(shifted >= top, top, shifted))]
-        m.d.sync += [b_valid.eq(a_valid), b_last.eq(a_last & a_valid)]
+        m.d.sync += [a_valid.eq(p2_valid), a_last.eq(last), a_diff.eq(top1 - v)]
+        # min(diff >> shift, top) without a wide shifter: the low index bits of the shifted
+        # difference, saturated when the difference has a bit at shift + index bits or above
+        # (a thermometer mask); registered, so the shifter does not drive the ROM
+        XB = len(s_idx)
+        low = Signal(XB)
+        high = Signal()
+        m.d.comb += [low.eq(a_diff >> self.shift),
+                     high.eq(Cat(*[a_diff[i] & (self.shift + XB <= i) for i in range(XB, MB)]).any())]
+        m.d.sync += [s_valid.eq(a_valid), s_last.eq(a_last & a_valid),
+                     s_idx.eq(Mux(high | (low >= top), top, low))]
+        m.d.comb += rd.addr.eq(s_idx)
+        m.d.sync += [b_valid.eq(s_valid), b_last.eq(s_last)]
         with m.If(b_valid):
             m.d.sync += total.eq(total + rd.data)
         m.d.sync += c_last.eq(b_last)
         with m.If(c_last):
             m.d.sync += [self.done.eq(1), self.holds.eq(total <= self.threshold)]
 
-        with m.If(self.clear):
+        with m.If(clear):
             m.d.sync += [fresh.eq(1), count.eq(0), m_pend.eq(0), self.done.eq(0), self.holds.eq(0),
-                         total.eq(0), a_valid.eq(0), b_valid.eq(0), b_last.eq(0), c_last.eq(0)]
+                         total.eq(0), a_valid.eq(0), s_valid.eq(0), s_last.eq(0), b_valid.eq(0), b_last.eq(0),
+                         c_last.eq(0), m_pend2.eq(0)]
         return m

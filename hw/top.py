@@ -46,8 +46,9 @@ Datapath (``L`` = lanes; all RAMs are ``lib.memory`` with registered read ports)
   dropped there).
 * **Output streamer and exit unit** (:class:`~quickspike.hw.exit_unit.ExitUnit`): the
   output layer's F4 writes the output buffer; the streamer serializes it (one
-  potential per cycle, the read port prefetching the next word, so a pass costs
-  ``n_out`` cycles plus one) while the next timestep already runs. The exit unit
+  potential per cycle, the read port prefetching the next word from a registered
+  address, so a pass costs ``n_out`` cycles plus one, and one more per word of a single
+  lane: ``lanes`` = 1, or a last word of one lane) while the next timestep already runs. The exit unit
   watches the ``POT`` words as they leave: argmax (ties to the lowest index) and, for
   ``margin``, top-1/top-2; for ``softmax`` the streamer sends the potentials through it
   a second time (``n_out`` cycles, no result words). After the last timestep it sends
@@ -65,7 +66,7 @@ Datapath (``L`` = lanes; all RAMs are ``lib.memory`` with registered read ports)
   ``t``), STEPS = ``t`` and CYCLES, and the controller drops the speculative work in
   flight (pipeline valid bits cleared; its writes are harmless, see the epoch bit).
   The check therefore costs nothing while a timestep takes longer than the streamer
-  (``n_out + 3`` cycles for margin, ``2·n_out + 5`` for softmax, counted from the end
+  (``n_out + 5`` cycles for margin, ``2·n_out + 7`` for softmax, counted from the end
   of the output layer's fire sweep); at the exit timestep that is the latency before
   CLASS. At ``t == T`` no decision is needed. With the rule ``none`` the mode is
   exactly fixed-T.
@@ -94,7 +95,7 @@ Datapath (``L`` = lanes; all RAMs are ``lib.memory`` with registered read ports)
   speculative timestep must not overwrite the last hidden layer's membranes before the
   decision: its fire sweep waits for the streamer (as the output layer's does), so
   the check is no longer free when the layers before it take less than the decision
-  latency (a 2-layer network pays ``n_out + 3`` (margin) or ``2·n_out + 5`` (softmax)
+  latency (a 2-layer network pays ``n_out + 5`` (margin) or ``2·n_out + 7`` (softmax)
   cycles per timestep). When the rule holds, the speculative work is dropped and the
   pass runs on the exit timestep's state. With ``REG_COMP_ENABLE`` = 0 nothing of
   this runs and the cycle counts are those of a design without it.
@@ -314,11 +315,17 @@ class Accelerator(wiring.Component):
         m.submodules.omem = omem = memory.Memory(shape=unsigned(L * MB), depth=cfg.out_words, init=[])
         a_rd, a_wr = amem.read_port(), amem.write_port()
         v_rd, v_wr = vmem.read_port(), vmem.write_port()
-        e_rd, e_wr = emem.read_port(), emem.write_port()
+        # two read ports on the event buffer: entry ``eptr`` and entry ``eptr + 1`` (both
+        # addresses are registers), so taking an entry never drives a RAM address
+        e_rd, e_rd1, e_wr = emem.read_port(), emem.read_port(), emem.write_port()
         o_rd, o_wr = omem.read_port(), omem.write_port()
         epoch = Signal()
-        a_rd_data = Signal(L * AB)          # the current as read: 0 unless written this sample
-        m.d.comb += a_rd_data.eq(Mux(a_rd.data[L * AB] == epoch, a_rd.data[:L * AB], 0))
+        # the current RAM's output goes straight into registers (block RAM outputs are slow):
+        # ``a_q`` is the word read in the last cycle, 0 unless written this sample (S2 of the
+        # read-modify-write, F2 of the fire sweep)
+        a_q_raw, a_q_ep, a_q = Signal(L * AB), Signal(), Signal(L * AB)
+        m.d.sync += [a_q_raw.eq(a_rd.data[:L * AB]), a_q_ep.eq(a_rd.data[L * AB])]
+        m.d.comb += a_q.eq(Mux(a_q_ep == epoch, a_q_raw, 0))
         a_wr_data = Signal(L * AB)
         m.d.comb += a_wr.data.eq(Cat(a_wr_data, epoch))
 
@@ -348,14 +355,18 @@ class Accelerator(wiring.Component):
         # writing: a single-port RAM, which yosys maps to iCE40 SPRAM (SB_SPRAM256KA)
         w_addr = Signal(WAB)
         w_we = Signal()
-        w_we_q, w_ptr_q, w_data_q = Signal(), Signal(WAB), Signal(L * WB)
-        m.d.sync += [w_we_q.eq(w_we), w_ptr_q.eq(wptr), w_data_q.eq(Cat(*word_bits))]
+        w_ptr_q, w_data_q = Signal(WAB), Signal(L * WB)
+        m.d.sync += [w_ptr_q.eq(wptr), w_data_q.eq(Cat(*word_bits))]
         w_bank = Signal(range(max(2, len(wbanks))))   # at least 1 bit: no zero-width wires in the Verilog
         m.d.comb += w_bank.eq(w_addr // WBK if len(wbanks) > 1 else 0)
         wq = [Signal(L * WB, name=f"wq{b}") for b in range(len(wbanks))]
         for b, (w_rd, w_wr) in enumerate(wbanks):
-            m.d.comb += [w_wr.addr.eq(w_addr % WBK), w_rd.addr.eq(w_addr % WBK), w_rd.en.eq(~w_we_q),
-                         w_wr.en.eq(w_we_q & (w_bank == b)), w_wr.data.eq(w_data_q)]
+            # each bank has its own registered write enable (one enable register does not
+            # fan out to every block RAM) and its own address select
+            we_b, addr_b = Signal(name=f"w_we{b}"), Signal(WAB, name=f"w_addr{b}")
+            m.d.sync += we_b.eq(w_we & ((wptr[:WAB] // WBK == b) if len(wbanks) > 1 else 1))
+            m.d.comb += [addr_b.eq(Mux(we_b, w_ptr_q, w_addr)), w_wr.addr.eq(addr_b % WBK),
+                         w_rd.addr.eq(addr_b % WBK), w_rd.en.eq(~we_b), w_wr.en.eq(we_b), w_wr.data.eq(w_data_q)]
             m.d.sync += wq[b].eq(w_rd.data)
 
         # ---------------------------------------------------------------- state
@@ -414,7 +425,8 @@ class Accelerator(wiring.Component):
         s1b_valid, s1b_na, s1b_m = Signal(), Signal(NAB), Signal(MW)
         s1_wb, s1b_wb = Signal.like(w_bank), Signal.like(w_bank)
         s2_valid, s2_na, s2_m = Signal(), Signal(NAB), Signal(MW)
-        s2_w, s2_a = Signal(L * WB), Signal(L * AB)
+        s2_w = Signal(L * WB)
+        s2_a = a_q
         s3_valid, s3_na = Signal(), Signal(NAB)
         s3_p, s3_a = Signal(L * AB), Signal(L * AB)
         hist = [(Signal(name=f"h{k}_valid"), Signal(NAB, name=f"h{k}_na"), Signal(L * AB, name=f"h{k}_sum"))
@@ -422,6 +434,8 @@ class Accelerator(wiring.Component):
 
         acc_phase = Signal()      # the event pipeline owns the current RAM
         kw = cur["row_words"]
+        kw3 = Signal(NCNT + 2)      # 3·kw (a conv row of weights), registered beside cur
+        m.d.sync += kw3.eq((regs["row_words"][layer] << 1) + regs["row_words"][layer])
 
         # --- burst engine
         be_last = Signal()          # be_rem == 1, registered beside be_rem (off the ready chain)
@@ -450,7 +464,7 @@ class Accelerator(wiring.Component):
                          be_m.eq(g3_m)]
             with m.If(g3_j == g3_jhi):
                 m.d.sync += [g3_j.eq(g3_jlo), g3_i.eq(g3_i + 1),
-                             g3_wrow.eq(g3_wrow + kw + (kw << 1)), g3_nrow.eq(g3_nrow - cur["row_stride"])]
+                             g3_wrow.eq(g3_wrow + kw3), g3_nrow.eq(g3_nrow - cur["row_stride"])]
             with m.Else():
                 m.d.sync += g3_j.eq(g3_j + 1)
             with m.If(g3_lastb):
@@ -463,16 +477,24 @@ class Accelerator(wiring.Component):
         k_sat = Signal(range(COMP_SHIFT_MAX + FB + 1))
         m.d.comb += [k_sat.eq(reg_comp_shift + reg_comp_fb), q_low.eq(g2_prod >> reg_comp_shift),
                      q_sat.eq(Cat(*[g2_prod[i] & (k_sat <= i) for i in range(len(g2_prod))]).any())]
+        # G2 -> G3 through a one-entry skid buffer: G2 (and so G1, EV and the event
+        # sources) stall on a register (the skid is full), not on the burst engine's state
+        i0 = Mux(g2_ilo, kw3, 0)   # g3_wrow/g3_nrow: row starts at j = 0
+        item = {"ilo": g2_ilo, "jlo": g2_jlo, "ihi": g2_ihi, "jhi": g2_jhi,
+                "m": Mux(cexp, Mux(q_sat, comp_top, q_low), g2_m),
+                "wrow": g2_wa + i0, "nrow": g2_na - Mux(g2_ilo, cur["row_stride"], 0)}
+        g3_in = {"ilo": g3_i, "jlo": g3_jlo, "ihi": g3_ihi, "jhi": g3_jhi, "m": g3_m, "wrow": g3_wrow,
+                 "nrow": g3_nrow}
+        sk_valid = Signal()
+        skid = {k: Signal.like(v, name=f"sk_{k}") for k, v in g3_in.items()}
         g2_ready = Signal()
-        m.d.comb += g2_ready.eq(~g2_valid | g3_ready)
-        with m.If(g2_valid & g3_ready):
-            i0 = Mux(g2_ilo, kw + (kw << 1), 0)   # g3_wrow/g3_nrow: row starts at j = 0
-            m.d.sync += [
-                g3_valid.eq(1), g3_i.eq(g2_ilo), g3_j.eq(g2_jlo), g3_jlo.eq(g2_jlo),
-                g3_ihi.eq(g2_ihi), g3_jhi.eq(g2_jhi), g3_m.eq(Mux(cexp, Mux(q_sat, comp_top, q_low), g2_m)),
-                g3_wrow.eq(g2_wa + i0),
-                g3_nrow.eq(g2_na - Mux(g2_ilo, cur["row_stride"], 0)),
-            ]
+        m.d.comb += g2_ready.eq(~sk_valid)
+        with m.If((sk_valid | g2_valid) & g3_ready):
+            m.d.sync += [g3_valid.eq(1), g3_j.eq(Mux(sk_valid, skid["jlo"], item["jlo"]))]
+            m.d.sync += [g3_in[k].eq(Mux(sk_valid, skid[k], item[k])) for k in g3_in]
+            m.d.sync += sk_valid.eq(0)
+        with m.If(~sk_valid & g2_valid & ~g3_ready):
+            m.d.sync += [sk_valid.eq(1), *[skid[k].eq(item[k]) for k in g3_in]]
         # --- G2
         g1_ready = Signal()
         m.d.comb += g1_ready.eq(~g1_valid | g2_ready)
@@ -509,19 +531,24 @@ class Accelerator(wiring.Component):
             m.d.sync += ev_valid.eq(0)
 
         # --- S1..S3: read-modify-write of the current RAM
-        m.d.comb += w_addr.eq(Mux(w_we_q, w_ptr_q, be_wa))
+        m.d.comb += w_addr.eq(be_wa)     # the burst engine's read address
         with m.If(acc_phase):
             m.d.comb += a_rd.addr.eq(s1_na)
         m.d.sync += [s2_valid.eq(s1b_valid), s2_na.eq(s1b_na), s2_m.eq(s1b_m),
-                     s2_w.eq(Array(wq)[s1b_wb]), s2_a.eq(a_rd_data)]
+                     s2_w.eq(Array(wq)[s1b_wb])]
         mult = Cat(s2_m, Const(0, 1)).as_signed()
         prods = [_lane(s2_w, i, WB) * mult for i in range(L)]
         m.d.sync += [s3_valid.eq(s2_valid), s3_na.eq(s2_na), s3_a.eq(s2_a)]
         m.d.sync += s3_p.eq(Cat(*[_sext(pv, AB) for pv in prods]))
+        # which history entry S3 forwards, decided in S2 (registered): in the next cycle
+        # the history holds S3's and the first two entries' words of this cycle
+        fsel = [Signal(name=f"fsel{k}") for k in range(3)]
+        nxt_hist = [(s3_valid, s3_na), (hist[0][0], hist[0][1]), (hist[1][0], hist[1][1])]
+        m.d.sync += [fsel[k].eq(hv & (hna == s2_na)) for k, (hv, hna) in enumerate(nxt_hist)]
         fwd = Signal(L * AB)
         sel = s3_a
-        for hv, hna, hsum in reversed(hist):          # oldest first; newest overrides
-            sel = Mux(hv & (hna == s3_na), hsum, sel)
+        for k in reversed(range(3)):                # oldest first; newest overrides
+            sel = Mux(fsel[k], hist[k][2], sel)
         m.d.comb += fwd.eq(sel)
         s3_sum = Signal(L * AB)
         m.d.comb += s3_sum.eq(Cat(*[(_lane(fwd, i, AB) + _lane(s3_p, i, AB))[:AB] for i in range(L)]))
@@ -530,7 +557,7 @@ class Accelerator(wiring.Component):
             m.d.sync += [hist[k][0].eq(hist[k - 1][0]), hist[k][1].eq(hist[k - 1][1]),
                          hist[k][2].eq(hist[k - 1][2])]
         pipe_busy = Signal()
-        m.d.comb += pipe_busy.eq(ev_valid | g1_valid | g2_valid | g3_valid | be_valid |
+        m.d.comb += pipe_busy.eq(ev_valid | g1_valid | g2_valid | sk_valid | g3_valid | be_valid |
                                  s1_valid | s1b_valid | s2_valid | s3_valid)
 
         # --- event-buffer expander
@@ -540,8 +567,13 @@ class Accelerator(wiring.Component):
         ent_mask = Signal(L)
         ent_g = Signal(NCNT)
         ent_yp, ent_xp, ent_sp = Signal(MAPB), Signal(MAPB), Signal(2 * MAPB)
+        eptr1 = Signal.like(eptr)    # eptr + 1, kept as a register
         advance = Signal()
-        m.d.comb += e_rd.addr.eq(Mux(advance, eptr + 1, eptr))
+        advanced = Signal()         # an entry was taken in the last cycle: e_rd1 presents eptr
+        m.d.comb += [e_rd.addr.eq(eptr), e_rd1.addr.eq(eptr1)]
+        m.d.sync += advanced.eq(advance)
+        e_cur = Signal(ev_layout)   # entry eptr, the next one to take
+        m.d.comb += e_cur.eq(Mux(advanced, e_rd1.data, e_rd.data))
         ent_addr = Signal(NAB)
         expand = Signal()
         low = Signal(range(L))       # lowest set bit of ent_mask
@@ -553,9 +585,9 @@ class Accelerator(wiring.Component):
 
         def load_entry():
             m.d.comb += advance.eq(1)
-            m.d.sync += [eptr.eq(eptr + 1), ent_valid.eq(1), ent_mask.eq(e_rd.data.mask),
-                         ent_g.eq(e_rd.data.g), ent_yp.eq(e_rd.data.pos.yx.yp), ent_xp.eq(e_rd.data.pos.yx.xp),
-                         ent_sp.eq(e_rd.data.sp), ent_addr.eq(e_rd.data.pos.addr)]
+            m.d.sync += [eptr.eq(eptr1), eptr1.eq(eptr1 + 1), ent_valid.eq(1), ent_mask.eq(e_cur.mask),
+                         ent_g.eq(e_cur.g), ent_yp.eq(e_cur.pos.yx.yp), ent_xp.eq(e_cur.pos.yx.xp),
+                         ent_sp.eq(e_cur.sp), ent_addr.eq(e_cur.pos.addr)]
 
         with m.If(expand):
             with m.If(~ent_valid):
@@ -592,15 +624,18 @@ class Accelerator(wiring.Component):
         f3 = Signal(meta_layout)
         f4 = Signal(meta_layout)
         f1_addr, f2_addr, f3_addr, f4_addr = (Signal(NAB, name=f"f{i}_addr") for i in range(1, 5))
-        f2_v, f2_i = Signal(L * MB), Signal(L * AB)
+        f2_v = Signal(L * MB)
+        f2_i = Signal(L * AB)
+        m.d.comb += f2_i.eq(Mux(cmode, 0, a_q))
         f3_v, f3_i = Signal(L * MB), Signal(L * AB)
         f4_v = Signal(L * MB)
         first_step = Signal()
         m.d.comb += first_step.eq((t == 0) & ~cmode & ~rmode)
         keep_cur = Signal()
         # a stage's first layer keeps its static (direct) or summed (SSNN) current until
-        # the stage's last timestep; event frames are cleared at every fire
-        m.d.comb += keep_cur.eq((layer == st_first) & (t != st_T - 1) & ~(reg_events & stage0))
+        # the stage's last timestep; event frames are cleared at every fire (registered:
+        # layer and t are set a setup state before a sweep)
+        m.d.sync += keep_cur.eq((layer == st_first) & (t != st_T - 1) & ~(reg_events & stage0))
 
         f_addr = Signal(NCNT)
         m.d.comb += f_addr.eq(cur["sbase"] + f_k)
@@ -608,7 +643,7 @@ class Accelerator(wiring.Component):
             m.d.comb += [a_rd.addr.eq(f_addr)]
         # the expander of compensation events reads the membrane word of its entry
         if cfg.compensation:
-            m.d.comb += v_rd.addr.eq(Mux(cexp, Mux(advance, e_rd.data.pos.addr, ent_addr), f_addr))
+            m.d.comb += v_rd.addr.eq(Mux(cexp, Mux(advance, e_cur.pos.addr, ent_addr), f_addr))
         else:   # no expansion re-reads membranes: keep the event expander off this address
             m.d.comb += v_rd.addr.eq(f_addr)
         pooled_ok = Signal()
@@ -616,9 +651,12 @@ class Accelerator(wiring.Component):
         m.d.sync += [f1.valid.eq(f_go), f1.k.eq(f_k), f1.g.eq(Mux(cur["kind"], c_g, f_k)),
                      f1.yp.eq(c_yp), f1.xp.eq(c_xp), f1.sp.eq(c_rowp + c_xp),
                      f1.pv.eq(Mux(cur["kind"], pooled_ok, 1)), f1_addr.eq(f_addr)]
+        # the sweep's last word, compared against a register (out_words - 1 of the layer)
+        f_kmax = Signal(NCNT)
+        m.d.sync += f_kmax.eq(regs["out_words"][layer] - 1)
         with m.If(f_go):
             m.d.sync += f_k.eq(f_k + 1)
-            with m.If(f_k + 1 == cur["out_words"]):
+            with m.If(f_k == f_kmax):
                 m.d.sync += f_done.eq(1)
             # advance conv coordinates: g fastest, then x, then y
             with m.If(c_g + 1 == kw):
@@ -640,14 +678,16 @@ class Accelerator(wiring.Component):
         # F1 -> F2: registered memory outputs, v_init at timestep 0
         vinit_word = Cat(*[cur["v_init"] for _ in range(L)])
         m.d.sync += [f2.eq(f1), f2_addr.eq(f1_addr),
-                     f2_v.eq(Mux(first_step, vinit_word, v_rd.data)), f2_i.eq(Mux(cmode, 0, a_rd_data))]
+                     f2_v.eq(Mux(first_step, vinit_word, v_rd.data))]
         # F2 -> F3: leak (none in the compensation sweeps); the readout sweep adds the
         # compensation current C >> frac_bits (arithmetic) instead of a current
         sh = cur["leak_shift"]
+        noleak = Signal()           # shift 0 or a compensation sweep: registered (stable in a sweep)
+        m.d.sync += noleak.eq((regs["leak_shift"][layer] == 0) | cmode | rmode)
         leaked, comp_i = [], []
         for i in range(L):
             v = _lane(f2_v, i, MB)
-            leaked.append(Mux((sh == 0) | cmode | rmode, v, v - (v >> sh))[:MB])
+            leaked.append(Mux(noleak, v, v - (v >> sh))[:MB])
             comp_i.append(((_lane(f2_i, i, AB) >> 1) >> comp_fbm1)[:AB])
         if SH:
             # SSNN: a later stage's first layer gets (C · p[t]) >> SPLIT_FRAC_BITS
@@ -675,16 +715,20 @@ class Accelerator(wiring.Component):
         # (registered: valid 1 cycle after cur, 3 cycles before a sweep's first F4)
         th = Signal(signed(MB + 1))
         m.d.sync += th.eq(Mux(cmode, reg_comp_vmin, cur["threshold"]))
-        last_word = Signal()
-        m.d.comb += last_word.eq(f4.g == kw - 1)
+        # the lanes that may fire (not the padding lanes of a layer's last word), registered
+        # at F3 -> F4 beside the membranes
+        lane_ok = Signal(L)
+        f3_last_word = f3.g == kw - 1
+        m.d.sync += lane_ok.eq(Cat(*[(~f3_last_word | (i < cur["last_lanes"])) & cur["spiking"] for i in range(L)]))
         spikes = Signal(L)
         newv = []
         for i in range(L):
             v = _lane(f4_v, i, MB)
-            ok = (~last_word | (i < cur["last_lanes"])) & cur["spiking"]
-            s = ok & (v >= th)
+            d = Signal(signed(MB + 2), name=f"f4_d{i}")    # v - th: its sign is the compare
+            m.d.comb += d.eq(v - th)
+            s = lane_ok[i] & ~d[-1]
             m.d.comb += spikes[i].eq(s)
-            newv.append(Mux(s, Mux(cur["reset"], 0, v - th), v)[:MB])
+            newv.append(Mux(s, Mux(cur["reset"], 0, d), v)[:MB])
         # F4 -> F5: the spikes and new membranes registered; F5 writes them back (the
         # threshold compare does not drive the write enables directly)
         f5 = Signal(meta_layout)
@@ -735,46 +779,59 @@ class Accelerator(wiring.Component):
         st_busy = Signal()
         abort = Signal()            # the exit rule held: end the sample now
         st_rw = Signal(NCNT)
-        st_last = Signal(bits_for(L))
-        st_wi = Signal(NCNT)        # word in st_sr
+        st_rw_m1 = Signal(NCNT)     # the last word
+        st_last_m1 = Signal(bits_for(L))    # the last word's lanes - 1
+        st_lastw = Signal()         # st_sr holds the last word
         st_nxt = Signal(NCNT)       # word the output-buffer read port presents next
-        st_nxt_d = Signal(NCNT)
-        st_lane = Signal(bits_for(L))
+        st_nxt1 = Signal(NCNT)      # the word after it (wrapping to 0)
+        st_at0 = Signal()           # between passes: present word 0
+        st_loading = Signal()       # a word is taken this cycle
+        st_loaded = Signal()        # ... in the last cycle: the next one is not read yet
+        st_lrem = Signal(bits_for(L))      # lanes of st_sr after the one presented
         st_sr = Signal(L * MB)
         st_step = Signal(cfg.step_bits)
         res_tag = Signal(4)
         res_data = Signal(32)
-        m.d.comb += [self.res.payload.eq(Cat(res_data, res_tag)), o_rd.addr.eq(st_nxt_d),
-                     st_nxt_d.eq(st_nxt)]
-        m.d.sync += st_nxt.eq(st_nxt_d)
+        # the read address is a register (word 0 between passes): taking a word does not
+        # drive it, so the next word is there two cycles after a load; a word of one lane
+        # (``lanes`` = 1, or a last word of one lane) holds its lane for a cycle (st_hold)
+        m.d.comb += [self.res.payload.eq(Cat(res_data, res_tag)), o_rd.addr.eq(Mux(st_at0, 0, st_nxt))]
+        m.d.sync += st_loaded.eq(st_loading)
         st_v = st_sr[:MB].as_signed()
-        st_lastw = Signal()
         st_endw = Signal()
         st_lastv = Signal()
-        m.d.comb += [st_lastw.eq(st_wi == st_rw - 1),
-                     st_endw.eq(Mux(st_lastw, st_lane + 1 == st_last, st_lane + 1 == L)),
+        st_hold = Signal()
+        m.d.comb += [st_endw.eq(st_lrem == 0), st_hold.eq(st_loaded & st_endw),
                      st_lastv.eq(st_lastw & st_endw),
                      xu.value.eq(st_v), xu.last.eq(st_lastv)]
 
         def st_load():
             # the read port has presented word st_nxt since the last load: take it and
             # prefetch the next one (wrapping to word 0 for a second pass)
-            m.d.sync += [st_sr.eq(o_rd.data), st_wi.eq(st_nxt), st_lane.eq(0)]
-            m.d.comb += st_nxt_d.eq(Mux(st_nxt + 1 == st_rw, 0, st_nxt + 1))
+            m.d.comb += st_loading.eq(1)
+            lastw = st_nxt == st_rw_m1
+            m.d.sync += [st_sr.eq(o_rd.data), st_lastw.eq(lastw), st_lrem.eq(Mux(lastw, st_last_m1, L - 1)),
+                         st_nxt.eq(st_nxt1),
+                         st_nxt1.eq(Mux(st_nxt1 + 1 == st_rw, 0, st_nxt1 + 1))]
+
+        def st_rewind(words):
+            m.d.comb += st_at0.eq(1)
+            m.d.sync += [st_nxt.eq(0), st_nxt1.eq(Mux(words == 1, 0, 1))]
 
         def st_advance():
             with m.If(st_endw):
                 with m.If(~st_lastw):
                     st_load()
             with m.Else():
-                m.d.sync += [st_sr.eq(st_sr >> MB), st_lane.eq(st_lane + 1)]
+                m.d.sync += [st_sr.eq(st_sr >> MB), st_lrem.eq(st_lrem - 1)]
 
         with m.FSM(name="streamer"):
             with m.State("IDLE"):
-                m.d.comb += st_nxt_d.eq(0)
+                st_rewind(cur["row_words"])
                 with m.If(st_start):
                     m.d.comb += xu.clear.eq(1)
-                    m.d.sync += [st_rw.eq(cur["row_words"]), st_last.eq(cur["last_lanes"]), st_step.eq(t + 1)]
+                    m.d.sync += [st_rw.eq(cur["row_words"]), st_rw_m1.eq(cur["row_words"] - 1),
+                                 st_last_m1.eq(cur["last_lanes"] - 1), st_step.eq(t + 1)]
                     m.next = "LOAD"
                 if SH:
                     with m.Elif(tt_go):
@@ -801,8 +858,9 @@ class Accelerator(wiring.Component):
                 st_load()
                 m.next = "EMIT"
             with m.State("EMIT"):           # pass 1: POT words, argmax and top-2 on the way
-                m.d.comb += [st_busy.eq(1), self.res.valid.eq(1), res_tag.eq(P.TAG["POT"]), res_data.eq(st_v)]
-                with m.If(self.res.ready):
+                m.d.comb += [st_busy.eq(1), self.res.valid.eq(~st_hold), res_tag.eq(P.TAG["POT"]),
+                             res_data.eq(st_v)]
+                with m.If(self.res.ready & ~st_hold):
                     m.d.comb += xu.p1_valid.eq(1)
                     st_advance()
                     with m.If(st_lastv):
@@ -818,10 +876,12 @@ class Accelerator(wiring.Component):
                         with m.Else():
                             m.next = "WAIT"
             with m.State("PASS2"):          # softmax: the potentials again, one per cycle
-                m.d.comb += [st_busy.eq(1), xu.p2_valid.eq(1)]
-                st_advance()
-                with m.If(st_lastv):
-                    m.next = "WAIT"
+                m.d.comb += st_busy.eq(1)
+                with m.If(~st_hold):
+                    m.d.comb += xu.p2_valid.eq(1)
+                    st_advance()
+                    with m.If(st_lastv):
+                        m.next = "WAIT"
             with m.State("WAIT"):
                 m.d.comb += st_busy.eq(1)
                 with m.If(xu.done):
@@ -833,7 +893,8 @@ class Accelerator(wiring.Component):
                     with m.Else():
                         m.next = "IDLE"
             with m.State("RWAIT"):          # compensation: the readout sweep writes the output buffer
-                m.d.comb += [st_busy.eq(1), st_rwait.eq(1), st_nxt_d.eq(0)]
+                m.d.comb += [st_busy.eq(1), st_rwait.eq(1)]
+                st_rewind(st_rw)
                 with m.If(rd_go):
                     m.d.comb += xu.clear.eq(1)
                     m.next = "RLOAD"
@@ -842,16 +903,17 @@ class Accelerator(wiring.Component):
                 st_load()
                 m.next = "REMIT"
             with m.State("REMIT"):          # READOUT words; the exit unit's argmax gives CLASS
-                m.d.comb += [st_busy.eq(1), self.res.valid.eq(1), res_tag.eq(P.TAG["READOUT"]), res_data.eq(st_v)]
-                with m.If(self.res.ready):
+                m.d.comb += [st_busy.eq(1), self.res.valid.eq(~st_hold), res_tag.eq(P.TAG["READOUT"]),
+                             res_data.eq(st_v)]
+                with m.If(self.res.ready & ~st_hold):
                     m.d.comb += xu.p1_valid.eq(1)
                     st_advance()
                     with m.If(st_lastv):
                         m.next = "CLASS"
             with m.State("CLASS"):
-                m.d.comb += [st_busy.eq(1), self.res.valid.eq(1), res_tag.eq(P.TAG["CLASS"]),
+                m.d.comb += [st_busy.eq(1), self.res.valid.eq(~xu.busy), res_tag.eq(P.TAG["CLASS"]),
                              res_data.eq(xu.best_index)]
-                with m.If(self.res.ready):
+                with m.If(self.res.ready & ~xu.busy):
                     m.next = "STEPS"
             with m.State("STEPS"):
                 m.d.comb += [st_busy.eq(1), self.res.valid.eq(1), res_tag.eq(P.TAG["STEPS"]), res_data.eq(st_step)]
@@ -1017,7 +1079,7 @@ class Accelerator(wiring.Component):
                         with m.Else():
                             next_step_state()
                     with m.Else():
-                        m.d.sync += [layer.eq(layer + 1), ev_count.eq(ev_wr_ptr), eptr.eq(0), ent_valid.eq(0)]
+                        m.d.sync += [layer.eq(layer + 1), ev_count.eq(ev_wr_ptr), eptr.eq(0), eptr1.eq(1), ent_valid.eq(0)]
                         m.next = "A_SETUP"
                         if SH:
                             with m.If(is_boundary):     # m[t]; then accumulate the next layer only
@@ -1050,7 +1112,7 @@ class Accelerator(wiring.Component):
                 m.d.comb += [self.busy.eq(1), f_go.eq(~f_done)]
                 m.d.sync += comp_thm1.eq(cur["threshold"] - 1)
                 with m.If(~f_busy & f_done):
-                    m.d.sync += [layer.eq(reg_nl - 1), ev_count.eq(ev_wr_ptr), eptr.eq(0), ent_valid.eq(0),
+                    m.d.sync += [layer.eq(reg_nl - 1), ev_count.eq(ev_wr_ptr), eptr.eq(0), eptr1.eq(1), ent_valid.eq(0),
                                  cmode.eq(0), cexp.eq(1)]
                     m.next = "CA_SETUP"
             with m.State("CA_SETUP"):       # cur <= the output layer; event RAM read of entry 0
@@ -1101,7 +1163,7 @@ class Accelerator(wiring.Component):
         # in flight. Its writes are harmless: membranes restart from v_init, the event
         # buffer from its pointer, and currents written this sample read as 0 in the next.
         with m.If(abort):
-            m.d.sync += [ev_valid.eq(0), g1_valid.eq(0), g2_valid.eq(0), g3_valid.eq(0), be_valid.eq(0),
+            m.d.sync += [ev_valid.eq(0), g1_valid.eq(0), g2_valid.eq(0), sk_valid.eq(0), g3_valid.eq(0), be_valid.eq(0),
                          s1_valid.eq(0), s1b_valid.eq(0), s2_valid.eq(0), s3_valid.eq(0), ent_valid.eq(0), f_done.eq(1),
                          f1.valid.eq(0), f2.valid.eq(0), f3.valid.eq(0), f4.valid.eq(0), f5.valid.eq(0)]
             m.d.sync += [h[0].eq(0) for h in hist]
