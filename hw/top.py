@@ -247,6 +247,7 @@ class Accelerator(wiring.Component):
         for name in field_shapes:
             m.d.sync += cur[name].eq(regs[name][layer])
         t = Signal(cfg.step_bits)
+        t_last = Signal()           # t + 1 == the stage's T (registered: t changes a state before it is used)
         is_last_layer = Signal()
         m.d.comb += is_last_layer.eq(layer == reg_nl - 1)
 
@@ -432,7 +433,12 @@ class Accelerator(wiring.Component):
         hist = [(Signal(name=f"h{k}_valid"), Signal(NAB, name=f"h{k}_na"), Signal(L * AB, name=f"h{k}_sum"))
                 for k in range(3)]
 
-        acc_phase = Signal()      # the event pipeline owns the current RAM
+        acc_phase = Signal()      # the event pipeline owns the current RAM (the controller's states)
+        # ... registered: what selects the current RAM's ports. A cycle late is early enough:
+        # the pipeline's first read (S1) comes cycles after an accumulate state is entered,
+        # and a fire sweep starts a setup state after it is left
+        acc_q = Signal()
+        m.d.sync += acc_q.eq(acc_phase)
         kw = cur["row_words"]
         kw3 = Signal(NCNT + 2)      # 3·kw (a conv row of weights), registered beside cur
         m.d.sync += kw3.eq((regs["row_words"][layer] << 1) + regs["row_words"][layer])
@@ -532,7 +538,7 @@ class Accelerator(wiring.Component):
 
         # --- S1..S3: read-modify-write of the current RAM
         m.d.comb += w_addr.eq(be_wa)     # the burst engine's read address
-        with m.If(acc_phase):
+        with m.If(acc_q):
             m.d.comb += a_rd.addr.eq(s1_na)
         m.d.sync += [s2_valid.eq(s1b_valid), s2_na.eq(s1b_na), s2_m.eq(s1b_m),
                      s2_w.eq(Array(wq)[s1b_wb])]
@@ -636,10 +642,10 @@ class Accelerator(wiring.Component):
         # the stage's last timestep; event frames are cleared at every fire (registered:
         # layer and t are set a setup state before a sweep)
         m.d.sync += keep_cur.eq((layer == st_first) & (t != st_T - 1) & ~(reg_events & stage0))
+        m.d.sync += t_last.eq(t + 1 == st_T)
 
-        f_addr = Signal(NCNT)
-        m.d.comb += f_addr.eq(cur["sbase"] + f_k)
-        with m.If(~acc_phase):
+        f_addr = Signal(NCNT)       # sbase + f_k, kept as a register
+        with m.If(~acc_q):
             m.d.comb += [a_rd.addr.eq(f_addr)]
         # the expander of compensation events reads the membrane word of its entry
         if cfg.compensation:
@@ -655,7 +661,7 @@ class Accelerator(wiring.Component):
         f_kmax = Signal(NCNT)
         m.d.sync += f_kmax.eq(regs["out_words"][layer] - 1)
         with m.If(f_go):
-            m.d.sync += f_k.eq(f_k + 1)
+            m.d.sync += [f_k.eq(f_k + 1), f_addr.eq(f_addr + 1)]
             with m.If(f_k == f_kmax):
                 m.d.sync += f_done.eq(1)
             # advance conv coordinates: g fastest, then x, then y
@@ -762,9 +768,11 @@ class Accelerator(wiring.Component):
         # of the network carries this sample's epoch after timestep 0)
         clearing = Signal()
         clr_k = Signal(NCNT)
+        clr_end = Signal(NCNT + 1)      # the end of the layer in cur (registered beside it)
+        m.d.sync += clr_end.eq(regs["sbase"][layer] + regs["out_words"][layer])
         with m.If(clearing):
             m.d.comb += [a_wr.addr.eq(clr_k), a_wr_data.eq(0), a_wr.en.eq(1)]
-        with m.Elif(acc_phase):
+        with m.Elif(acc_q):
             m.d.comb += [a_wr.addr.eq(s3_na), a_wr_data.eq(s3_sum), a_wr.en.eq(s3_valid)]
         with m.Else():
             m.d.comb += [a_wr.addr.eq(f3_addr), a_wr_data.eq(Mux(keep_cur, f3_c, 0)), a_wr.en.eq(f3.valid & ~cmode)]
@@ -778,6 +786,8 @@ class Accelerator(wiring.Component):
         rd_go = Signal()            # the readout is in the output buffer
         st_busy = Signal()
         abort = Signal()            # the exit rule held: end the sample now
+        abort_q = Signal()          # ... registered: what the controller acts on, a cycle later
+        m.d.sync += abort_q.eq(abort)
         st_rw = Signal(NCNT)
         st_rw_m1 = Signal(NCNT)     # the last word
         st_last_m1 = Signal(bits_for(L))    # the last word's lanes - 1
@@ -927,7 +937,7 @@ class Accelerator(wiring.Component):
 
         # ---------------------------------------------------------------- controller
         def start_fire():
-            m.d.sync += [f_k.eq(0), f_done.eq(0), c_g.eq(0), c_x.eq(0), c_y.eq(0), c_xs.eq(0),
+            m.d.sync += [f_k.eq(0), f_addr.eq(regs["sbase"][layer]), f_done.eq(0), c_g.eq(0), c_x.eq(0), c_y.eq(0), c_xs.eq(0),
                          c_xp.eq(0), c_ys.eq(0), c_yp.eq(0), c_rowp.eq(0)]
             if SH:
                 m.d.sync += m_cnt.eq(0)
@@ -943,7 +953,7 @@ class Accelerator(wiring.Component):
         def on_abort():
             # the exit rule held during a speculative timestep: end the sample, or with
             # the compensation first run its pass on the exit timestep's membranes
-            with m.If(abort):
+            with m.If(abort_q):
                 with m.If(reg_comp_en):
                     m.d.sync += layer.eq(reg_nl - 2)
                     m.next = "C_SETUP"
@@ -1029,7 +1039,7 @@ class Accelerator(wiring.Component):
                 m.next = "CLEAR"
             with m.State("CLEAR"):
                 m.d.comb += self.busy.eq(1)
-                with m.If(clr_k < cur["sbase"] + cur["out_words"]):
+                with m.If(clr_k < clr_end):
                     m.d.comb += clearing.eq(1)
                     m.d.sync += clr_k.eq(clr_k + 1)
                 with m.Else():
@@ -1070,7 +1080,7 @@ class Accelerator(wiring.Component):
                     with m.If(is_last_layer):
                         m.d.comb += st_start.eq(1)
                         m.d.sync += [t.eq(t + 1), layer.eq(st_first)]
-                        with m.If(t + 1 == st_T):
+                        with m.If(t_last):
                             m.d.sync += st_final.eq(1)
                             m.next = "FINISH"
                             with m.If(reg_comp_en):
@@ -1097,7 +1107,7 @@ class Accelerator(wiring.Component):
                     if SH:
                         with m.If(bacc):        # boundary: the stage's next timestep, or its end
                             m.d.sync += [bacc.eq(0), t.eq(t + 1), layer.eq(st_first)]
-                            with m.If(t + 1 == st_T):
+                            with m.If(t_last):
                                 m.next = "T_START"
                             with m.Else():
                                 next_step_state()
@@ -1162,7 +1172,7 @@ class Accelerator(wiring.Component):
         # Early exit while the next timestep already runs (speculatively): drop the work
         # in flight. Its writes are harmless: membranes restart from v_init, the event
         # buffer from its pointer, and currents written this sample read as 0 in the next.
-        with m.If(abort):
+        with m.If(abort_q):
             m.d.sync += [ev_valid.eq(0), g1_valid.eq(0), g2_valid.eq(0), sk_valid.eq(0), g3_valid.eq(0), be_valid.eq(0),
                          s1_valid.eq(0), s1b_valid.eq(0), s2_valid.eq(0), s3_valid.eq(0), ent_valid.eq(0), f_done.eq(1),
                          f1.valid.eq(0), f2.valid.eq(0), f3.valid.eq(0), f4.valid.eq(0), f5.valid.eq(0)]
