@@ -664,23 +664,25 @@ class Accelerator(wiring.Component):
             m.d.sync += [f_k.eq(f_k + 1), f_addr.eq(f_addr + 1)]
             with m.If(f_k == f_kmax):
                 m.d.sync += f_done.eq(1)
-            # advance conv coordinates: g fastest, then x, then y
-            with m.If(c_g + 1 == kw):
-                m.d.sync += c_g.eq(0)
-                with m.If(c_x + 1 == cur["map_w"]):
-                    m.d.sync += [c_x.eq(0), c_xs.eq(0), c_xp.eq(0), c_y.eq(c_y + 1)]
-                    with m.If(c_ys + 1 == cur["pool"]):
-                        m.d.sync += [c_ys.eq(0), c_yp.eq(c_yp + 1), c_rowp.eq(c_rowp + cur["pool_w"])]
+            # advance conv coordinates: g fastest, then x, then y (a design without conv
+            # layers has only dense ones, whose maps are 1 x 1: the coordinates stay 0)
+            if cfg.conv:
+                with m.If(c_g + 1 == kw):
+                    m.d.sync += c_g.eq(0)
+                    with m.If(c_x + 1 == cur["map_w"]):
+                        m.d.sync += [c_x.eq(0), c_xs.eq(0), c_xp.eq(0), c_y.eq(c_y + 1)]
+                        with m.If(c_ys + 1 == cur["pool"]):
+                            m.d.sync += [c_ys.eq(0), c_yp.eq(c_yp + 1), c_rowp.eq(c_rowp + cur["pool_w"])]
+                        with m.Else():
+                            m.d.sync += c_ys.eq(c_ys + 1)
                     with m.Else():
-                        m.d.sync += c_ys.eq(c_ys + 1)
+                        m.d.sync += c_x.eq(c_x + 1)
+                        with m.If(c_xs + 1 == cur["pool"]):
+                            m.d.sync += [c_xs.eq(0), c_xp.eq(c_xp + 1)]
+                        with m.Else():
+                            m.d.sync += c_xs.eq(c_xs + 1)
                 with m.Else():
-                    m.d.sync += c_x.eq(c_x + 1)
-                    with m.If(c_xs + 1 == cur["pool"]):
-                        m.d.sync += [c_xs.eq(0), c_xp.eq(c_xp + 1)]
-                    with m.Else():
-                        m.d.sync += c_xs.eq(c_xs + 1)
-            with m.Else():
-                m.d.sync += c_g.eq(c_g + 1)
+                    m.d.sync += c_g.eq(c_g + 1)
         # F1 -> F2: registered memory outputs, v_init at timestep 0
         vinit_word = Cat(*[cur["v_init"] for _ in range(L)])
         m.d.sync += [f2.eq(f1), f2_addr.eq(f1_addr),

@@ -107,3 +107,15 @@ def test_cycles_near_lower_bound():
     x, g, res = run_and_check(net, 4, n=1, seed=3)
     lb = lower_bound_cycles(net, tuple(s[0] for s in g.spikes), x[0], 4)
     assert lb <= res[0].cycles <= 1.5 * lb, (res[0].cycles, lb)
+
+
+def test_dense_design_as_synthesized_same_results_and_cycles():
+    # What `quickspike synth` builds for a dense bundle: no conv or compensation
+    # datapath, the weight RAM in banks. Bit-exact, and not a cycle slower or faster
+    # than the full design.
+    net = dense_net(seed=13, n_out=10)
+    full = HwConfig.from_network(net, lanes=3)
+    assert full.weight_words > 16, "the weights must span several banks"
+    _, _, lean = run_and_check(net, 3, conv=False, compensation=False, weight_bank_words=16)
+    _, _, res = run_and_check(net, 3)
+    assert [r.cycles for r in lean] == [r.cycles for r in res]
