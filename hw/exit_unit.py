@@ -91,9 +91,9 @@ class ExitUnit(wiring.Component):
         m = Module()
         MB = self.spec.membrane_bits
         mlo, _ = self.spec.membrane_range
-        # the inputs are registered (the streamer's handshake does not reach the
-        # comparators); ``busy``: a value is in that register, not yet in best_index
-        # register, as is ``clear`` (which still wins over a value of its cycle)
+        # the inputs are registered, as is ``clear`` (which still wins over a value of its
+        # cycle): the streamer's handshake does not reach the comparators. ``busy``: a
+        # value is in that register, not yet in best_index
         v = Signal(signed(MB))
         p1_valid, p2_valid, last, clear = Signal(), Signal(), Signal(), Signal()
         m.d.sync += [v.eq(self.value), p1_valid.eq(self.p1_valid), p2_valid.eq(self.p2_valid),
@@ -106,11 +106,26 @@ class ExitUnit(wiring.Component):
         count = Signal(bits_for(self.max_outputs))
         fresh = Signal(init=1)
         m_pend = Signal()
+        # The comparisons of a value are made while it enters the input register, against
+        # everything top-1 / top-2 can be when it is used: top-1 and top-2 now, the value
+        # in the register now (v, about to be taken) and the floor mlo; which one applies
+        # follows from what v does (d1: v becomes top-1, d2: v becomes top-2). So no
+        # comparator sits between these registers and the top-1 / top-2 updates.
+        nv = self.value
+        q_t1, q_t2, q_vp, q_lo = Signal(), Signal(), Signal(), Signal()
+        d1, d2 = Signal(), Signal()
+        d1_q, d2_q, fr_q = Signal(), Signal(), Signal()
+        gt1, gt2 = Signal(), Signal()
+        m.d.sync += [q_t1.eq(nv > top1), q_t2.eq(nv > top2), q_vp.eq(nv > v), q_lo.eq(nv > mlo),
+                     d1_q.eq(d1), d2_q.eq(d2), fr_q.eq(fresh)]
+        m.d.comb += [gt1.eq(Mux(d1_q, q_vp, q_t1)),                                 # v > top1
+                     gt2.eq(Mux(d1_q, Mux(fr_q, q_lo, q_t1), Mux(d2_q, q_vp, q_t2))),  # v > top2
+                     d1.eq(p1_valid & (fresh | gt1)), d2.eq(p1_valid & ~(fresh | gt1) & gt2)]
         with m.If(p1_valid):
             m.d.sync += [count.eq(count + 1), fresh.eq(0), m_pend.eq(last)]
-            with m.If(fresh | (v > top1)):
+            with m.If(d1):
                 m.d.sync += [top1.eq(v), top2.eq(Mux(fresh, mlo, top1)), self.best_index.eq(count)]
-            with m.Elif(v > top2):
+            with m.Elif(d2):
                 m.d.sync += top2.eq(v)
         with m.Else():
             m.d.sync += m_pend.eq(0)

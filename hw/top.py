@@ -324,7 +324,7 @@ class Accelerator(wiring.Component):
         # the current RAM's output goes straight into registers (block RAM outputs are slow):
         # ``a_q`` is the word read in the last cycle, 0 unless written this sample (S2 of the
         # read-modify-write, F2 of the fire sweep)
-        a_q_raw, a_q_ep, a_q = Signal(L * AB), Signal(), Signal(L * AB)
+        a_q_raw, a_q_ep, a_q = Signal(L * AB, reset_less=True), Signal(reset_less=True), Signal(L * AB)
         m.d.sync += [a_q_raw.eq(a_rd.data[:L * AB]), a_q_ep.eq(a_rd.data[L * AB])]
         m.d.comb += a_q.eq(Mux(a_q_ep == epoch, a_q_raw, 0))
         a_wr_data = Signal(L * AB)
@@ -360,7 +360,10 @@ class Accelerator(wiring.Component):
         m.d.sync += [w_ptr_q.eq(wptr), w_data_q.eq(Cat(*word_bits))]
         w_bank = Signal(range(max(2, len(wbanks))))   # at least 1 bit: no zero-width wires in the Verilog
         m.d.comb += w_bank.eq(w_addr // WBK if len(wbanks) > 1 else 0)
-        wq = [Signal(L * WB, name=f"wq{b}") for b in range(len(wbanks))]
+        # (data registers right after block RAMs carry no reset: a reset would put logic
+        # between the RAM and the register, and keep synthesis from using the RAM's own
+        # output register)
+        wq = [Signal(L * WB, name=f"wq{b}", reset_less=True) for b in range(len(wbanks))]
         for b, (w_rd, w_wr) in enumerate(wbanks):
             # each bank has its own registered write enable (one enable register does not
             # fan out to every block RAM) and its own address select
@@ -424,7 +427,7 @@ class Accelerator(wiring.Component):
         s1_valid, s1_na, s1_m = Signal(), Signal(NAB), Signal(MW)
         # S1B: the weight banks' outputs registered (wq); the current RAM is read here
         s1b_valid, s1b_na, s1b_m = Signal(), Signal(NAB), Signal(MW)
-        s1_wb, s1b_wb = Signal.like(w_bank), Signal.like(w_bank)
+        s1_wb = Signal.like(w_bank)
         s2_valid, s2_na, s2_m = Signal(), Signal(NAB), Signal(MW)
         s2_w = Signal(L * WB)
         s2_a = a_q
@@ -453,7 +456,11 @@ class Accelerator(wiring.Component):
             with m.If(be_last):
                 m.d.sync += be_valid.eq(0)
         m.d.sync += [s1_valid.eq(be_valid), s1_na.eq(be_na), s1_m.eq(be_m), s1_wb.eq(w_bank)]
-        m.d.sync += [s1b_valid.eq(s1_valid), s1b_na.eq(s1_na), s1b_m.eq(s1_m), s1b_wb.eq(s1_wb)]
+        m.d.sync += [s1b_valid.eq(s1_valid), s1b_na.eq(s1_na), s1b_m.eq(s1_m)]
+        # the bank select, one-hot: each bit gates one bank's word (no select bit fans out
+        # to every bank's bits)
+        s1b_bank = Signal(len(wbanks))
+        m.d.sync += s1b_bank.eq(Cat(*[s1_wb == b for b in range(len(wbanks))]))
 
         # --- G3 scatter: conv events give bursts for i in [ilo, ihi], j in [jlo, jhi]
         g3_wa = Signal(WCNT)
@@ -541,7 +548,7 @@ class Accelerator(wiring.Component):
         with m.If(acc_q):
             m.d.comb += a_rd.addr.eq(s1_na)
         m.d.sync += [s2_valid.eq(s1b_valid), s2_na.eq(s1b_na), s2_m.eq(s1b_m),
-                     s2_w.eq(Array(wq)[s1b_wb])]
+                     s2_w.eq(_or_reduce([Mux(s1b_bank[b], wq[b], 0) for b in range(len(wbanks))]))]
         mult = Cat(s2_m, Const(0, 1)).as_signed()
         prods = [_lane(s2_w, i, WB) * mult for i in range(L)]
         m.d.sync += [s3_valid.eq(s2_valid), s3_na.eq(s2_na), s3_a.eq(s2_a)]
@@ -1180,6 +1187,13 @@ class Accelerator(wiring.Component):
                          f1.valid.eq(0), f2.valid.eq(0), f3.valid.eq(0), f4.valid.eq(0), f5.valid.eq(0)]
             m.d.sync += [h[0].eq(0) for h in hist]
         return m
+
+
+def _or_reduce(values):
+    """The bitwise OR of ``values`` (a balanced tree)."""
+    while len(values) > 1:
+        values = [values[i] | values[i + 1] if i + 1 < len(values) else values[i] for i in range(0, len(values), 2)]
+    return values[0]
 
 
 def _sext(value, bits: int):

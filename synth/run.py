@@ -12,6 +12,8 @@ its time in the result:
    log. The cell counts are then checked against the target, so a design that cannot
    fit is refused before place and route, naming the resource:
    ``design needs 9,120 LUT4 but ice40-up5k has 5,280``.
+   On ECP5, flip-flops right after a block RAM's read data are then moved into the
+   RAM's output register (:mod:`~quickspike.synth.bram_outreg`).
 3. **nextpnr**: ``nextpnr-ice40``/``nextpnr-ecp5`` with ``--freq``,
    ``--timing-allow-fail`` and no pin constraints → ``design.asc``/``design.config``,
    ``nextpnr_report.json`` (utilization, Fmax, critical paths), ``nextpnr.log``.
@@ -38,6 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from quickspike.errors import FitError, UsageError, UserError
+from quickspike.synth.bram_outreg import fold_netlist_file
 from quickspike.synth.prepare import strip_zero_memory_init
 from quickspike.synth.targets import Target, get_target
 from quickspike.synth.tools import ToolError, run_tool
@@ -80,6 +83,9 @@ class SynthResult:
     memories: list = field(default_factory=list)
     #: Memories whose all-zero initializer was removed before synthesis.
     memory_init_stripped: list = field(default_factory=list)
+    #: ECP5: block RAM read ports whose output flip-flops were moved into the RAM's own
+    #: output register (:mod:`~quickspike.synth.bram_outreg`): ram, port, bits.
+    bram_output_registers: list = field(default_factory=list)
     warnings: list = field(default_factory=list)
     #: nextpnr utilization: resource -> {"used", "available"}.
     utilization: dict = field(default_factory=dict)
@@ -431,6 +437,9 @@ def synthesize(verilog: str, top: str, target: "str | Target", out_dir: "str | P
     ov = _early_overflow(res, tgt, io_bits)
     if ov:
         return _refuse(result, ov, tgt, out, t_start, res)
+    if tgt.family == "ecp5":
+        # a register right after a block RAM's read data becomes the RAM's output register
+        result.bram_output_registers = fold_netlist_file(out / "netlist.json")
 
     # 3. nextpnr -----------------------------------------------------------------------
     common = ["--json", "netlist.json", "--report", "nextpnr_report.json", "--freq", f"{freq_mhz:g}",
@@ -591,6 +600,11 @@ def text_report(r: SynthResult) -> str:
         for m in r.memories:
             size = f"{m['depth']} x {m['width']}" if m.get("depth") else "?"
             lines.append(f"  {m['name']:<28} {size:>14}  -> {m['mapped_to']}")
+        if r.bram_output_registers:
+            n = len(r.bram_output_registers)
+            bits = sum(f["bits"] for f in r.bram_output_registers)
+            lines.append(f"  block RAM output registers: {bits:,} flip-flops after {n} read ports "
+                         f"moved into the RAMs (REGMODE OUTREG)")
         lines.append("")
     if r.warnings:
         lines += ["Warnings", *(f"  {w}" for w in r.warnings), ""]
