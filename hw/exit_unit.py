@@ -7,7 +7,8 @@ this unit, one per cycle, in neuron order; the unit decides whether the exit rul
 the lowest index) on the way.
 
 * **Pass 1** (``p1_valid``: the potentials as their ``POT`` words leave): sequential
-  top-1 / top-2 tracking with two comparators (no comparator tree). ``v > top1``
+  top-1 / top-2 tracking (no comparator tree; the comparisons of a value are made as
+  it enters the unit's input register, see below). ``v > top1``
   moves top-1 down to top-2; otherwise ``v > top2`` replaces top-2, so a value equal
   to top-1 becomes top-2 (a tie gives margin 0, as ``topk`` does). top-2 starts at
   the most negative membrane value, which is exact for ``n_out >= 2``.
@@ -56,9 +57,10 @@ class ExitUnit(wiring.Component):
     ``rule`` (In 2), ``threshold`` (In :func:`threshold_bits`), ``shift`` (In
     :func:`shift_bits`): the run-time rule. ``clear`` (In 1): forget the last
     timestep (registered: ``done`` stays up in the next cycle). ``value`` (In
-    ``signed(membrane_bits)``), ``p1_valid`` / ``p2_valid`` (In 1): a potential of pass 1 / pass 2 this cycle; ``last`` (In 1): it is the last
-    one of its pass. ``best_index`` (Out): argmax of pass 1 so far. ``done`` (Out 1):
-    the decision is ready (until ``clear``); ``holds`` (Out 1): the rule holds.
+    ``signed(membrane_bits)``), ``p1_valid`` / ``p2_valid`` (In 1): a potential of pass
+    1 / pass 2 this cycle; ``last`` (In 1): it is the last one of its pass.
+    ``best_index`` (Out): argmax of pass 1 so far. ``done`` (Out 1): the decision is
+    ready (until ``clear``); ``holds`` (Out 1): the rule holds.
     ``busy`` (Out 1): the value of the last cycle is still in the input register
     (``best_index`` is final when it is low).
     """
@@ -95,7 +97,10 @@ class ExitUnit(wiring.Component):
         # cycle): the streamer's handshake does not reach the comparators. ``busy``: a
         # value is in that register, not yet in best_index
         v = Signal(signed(MB))
-        p1_valid, p2_valid, last, clear = Signal(), Signal(), Signal(), Signal()
+        p1_valid = Signal()
+        p2_valid = Signal()
+        last = Signal()
+        clear = Signal()
         m.d.sync += [v.eq(self.value), p1_valid.eq(self.p1_valid), p2_valid.eq(self.p2_valid),
                      last.eq(self.last), clear.eq(self.clear)]
         m.d.comb += self.busy.eq(p1_valid | p2_valid)
@@ -112,10 +117,17 @@ class ExitUnit(wiring.Component):
         # follows from what v does (d1: v becomes top-1, d2: v becomes top-2). So no
         # comparator sits between these registers and the top-1 / top-2 updates.
         nv = self.value
-        q_t1, q_t2, q_vp, q_lo = Signal(), Signal(), Signal(), Signal()
-        d1, d2 = Signal(), Signal()
-        d1_q, d2_q, fr_q = Signal(), Signal(), Signal()
-        gt1, gt2 = Signal(), Signal()
+        q_t1 = Signal()
+        q_t2 = Signal()
+        q_vp = Signal()
+        q_lo = Signal()
+        d1 = Signal()
+        d2 = Signal()
+        d1_q = Signal()
+        d2_q = Signal()
+        fr_q = Signal()
+        gt1 = Signal()
+        gt2 = Signal()
         m.d.sync += [q_t1.eq(nv > top1), q_t2.eq(nv > top2), q_vp.eq(nv > v), q_lo.eq(nv > mlo),
                      d1_q.eq(d1), d2_q.eq(d2), fr_q.eq(fresh)]
         m.d.comb += [gt1.eq(Mux(d1_q, q_vp, q_t1)),                                 # v > top1
@@ -142,9 +154,14 @@ class ExitUnit(wiring.Component):
             shape=unsigned(bits_for(max(EXP_TABLE))), depth=EXP_TABLE_SIZE, init=EXP_TABLE)
         rd = rom.read_port()
         top = EXP_TABLE_SIZE - 1
-        a_valid, a_last, a_diff = Signal(), Signal(), Signal(unsigned(MB))
-        s_valid, s_last, s_idx = Signal(), Signal(), Signal(range(EXP_TABLE_SIZE))
-        b_valid, b_last = Signal(), Signal()
+        a_valid = Signal()
+        a_last = Signal()
+        a_diff = Signal(unsigned(MB))
+        s_valid = Signal()
+        s_last = Signal()
+        s_idx = Signal(range(EXP_TABLE_SIZE))
+        b_valid = Signal()
+        b_last = Signal()
         c_last = Signal()
         total = Signal(bits_for(self.max_outputs * EXP_TABLE[0]))
         m.d.sync += [a_valid.eq(p2_valid), a_last.eq(last), a_diff.eq(top1 - v)]

@@ -324,7 +324,9 @@ class Accelerator(wiring.Component):
         # the current RAM's output goes straight into registers (block RAM outputs are slow):
         # ``a_q`` is the word read in the last cycle, 0 unless written this sample (S2 of the
         # read-modify-write, F2 of the fire sweep)
-        a_q_raw, a_q_ep, a_q = Signal(L * AB, reset_less=True), Signal(reset_less=True), Signal(L * AB)
+        a_q_raw = Signal(L * AB, reset_less=True)
+        a_q_ep = Signal(reset_less=True)
+        a_q = Signal(L * AB)
         m.d.sync += [a_q_raw.eq(a_rd.data[:L * AB]), a_q_ep.eq(a_rd.data[L * AB])]
         m.d.comb += a_q.eq(Mux(a_q_ep == epoch, a_q_raw, 0))
         a_wr_data = Signal(L * AB)
@@ -356,7 +358,8 @@ class Accelerator(wiring.Component):
         # writing: a single-port RAM, which yosys maps to iCE40 SPRAM (SB_SPRAM256KA)
         w_addr = Signal(WAB)
         w_we = Signal()
-        w_ptr_q, w_data_q = Signal(WAB), Signal(L * WB)
+        w_ptr_q = Signal(WAB)
+        w_data_q = Signal(L * WB)
         m.d.sync += [w_ptr_q.eq(wptr), w_data_q.eq(Cat(*word_bits))]
         w_bank = Signal(range(max(2, len(wbanks))))   # at least 1 bit: no zero-width wires in the Verilog
         m.d.comb += w_bank.eq(w_addr // WBK if len(wbanks) > 1 else 0)
@@ -367,7 +370,8 @@ class Accelerator(wiring.Component):
         for b, (w_rd, w_wr) in enumerate(wbanks):
             # each bank has its own registered write enable (one enable register does not
             # fan out to every block RAM) and its own address select
-            we_b, addr_b = Signal(name=f"w_we{b}"), Signal(WAB, name=f"w_addr{b}")
+            we_b = Signal(name=f"w_we{b}")
+            addr_b = Signal(WAB, name=f"w_addr{b}")
             m.d.sync += we_b.eq(w_we & ((wptr[:WAB] // WBK == b) if len(wbanks) > 1 else 1))
             m.d.comb += [addr_b.eq(Mux(we_b, w_ptr_q, w_addr)), w_wr.addr.eq(addr_b % WBK),
                          w_rd.addr.eq(addr_b % WBK), w_rd.en.eq(~we_b), w_wr.en.eq(we_b), w_wr.data.eq(w_data_q)]
@@ -424,15 +428,23 @@ class Accelerator(wiring.Component):
         be_rem = Signal(NCNT)
         be_m = Signal(MW)
         # RMW pipeline
-        s1_valid, s1_na, s1_m = Signal(), Signal(NAB), Signal(MW)
+        s1_valid = Signal()
+        s1_na = Signal(NAB)
+        s1_m = Signal(MW)
         # S1B: the weight banks' outputs registered (wq); the current RAM is read here
-        s1b_valid, s1b_na, s1b_m = Signal(), Signal(NAB), Signal(MW)
+        s1b_valid = Signal()
+        s1b_na = Signal(NAB)
+        s1b_m = Signal(MW)
         s1_wb = Signal.like(w_bank)
-        s2_valid, s2_na, s2_m = Signal(), Signal(NAB), Signal(MW)
+        s2_valid = Signal()
+        s2_na = Signal(NAB)
+        s2_m = Signal(MW)
         s2_w = Signal(L * WB)
         s2_a = a_q
-        s3_valid, s3_na = Signal(), Signal(NAB)
-        s3_p, s3_a = Signal(L * AB), Signal(L * AB)
+        s3_valid = Signal()
+        s3_na = Signal(NAB)
+        s3_p = Signal(L * AB)
+        s3_a = Signal(L * AB)
         hist = [(Signal(name=f"h{k}_valid"), Signal(NAB, name=f"h{k}_na"), Signal(L * AB, name=f"h{k}_sum"))
                 for k in range(3)]
 
@@ -579,7 +591,9 @@ class Accelerator(wiring.Component):
         ent_valid = Signal()
         ent_mask = Signal(L)
         ent_g = Signal(NCNT)
-        ent_yp, ent_xp, ent_sp = Signal(MAPB), Signal(MAPB), Signal(2 * MAPB)
+        ent_yp = Signal(MAPB)
+        ent_xp = Signal(MAPB)
+        ent_sp = Signal(2 * MAPB)
         eptr1 = Signal.like(eptr)    # eptr + 1, kept as a register
         advance = Signal()
         advanced = Signal()         # an entry was taken in the last cycle: e_rd1 presents eptr
@@ -627,8 +641,13 @@ class Accelerator(wiring.Component):
         f_go = Signal()             # issue one word this cycle
         f_done = Signal()           # sweep issued all words
         # conv coordinate counters (of the word being issued)
-        c_g, c_x, c_y = Signal(NCNT), Signal(MAPB), Signal(MAPB)
-        c_xs, c_xp, c_ys, c_yp = Signal(3), Signal(MAPB), Signal(3), Signal(MAPB)
+        c_g = Signal(NCNT)
+        c_x = Signal(MAPB)
+        c_y = Signal(MAPB)
+        c_xs = Signal(3)
+        c_xp = Signal(MAPB)
+        c_ys = Signal(3)
+        c_yp = Signal(MAPB)
         c_rowp = Signal(2 * MAPB)
         meta_layout = data.StructLayout({
             "valid": 1, "k": NCNT, "g": NCNT, "yp": MAPB, "xp": MAPB, "sp": 2 * MAPB, "pv": 1})
@@ -640,7 +659,8 @@ class Accelerator(wiring.Component):
         f2_v = Signal(L * MB)
         f2_i = Signal(L * AB)
         m.d.comb += f2_i.eq(Mux(cmode, 0, a_q))
-        f3_v, f3_i = Signal(L * MB), Signal(L * AB)
+        f3_v = Signal(L * MB)
+        f3_i = Signal(L * AB)
         f4_v = Signal(L * MB)
         first_step = Signal()
         m.d.comb += first_step.eq((t == 0) & ~cmode & ~rmode)
@@ -747,7 +767,10 @@ class Accelerator(wiring.Component):
         # F4 -> F5: the spikes and new membranes registered; F5 writes them back (the
         # threshold compare does not drive the write enables directly)
         f5 = Signal(meta_layout)
-        f5_addr, f5_new, f5_spikes, f5_any = Signal(NAB), Signal(L * MB), Signal(L), Signal()
+        f5_addr = Signal(NAB)
+        f5_new = Signal(L * MB)
+        f5_spikes = Signal(L)
+        f5_any = Signal()
         m.d.sync += [f5.eq(f4), f5_addr.eq(f4_addr), f5_new.eq(Cat(*newv)), f5_spikes.eq(spikes),
                      f5_any.eq(spikes != 0)]
         with m.If(f5.valid & ~cmode & ~rmode):

@@ -205,7 +205,8 @@ class TemporalTransformer(wiring.Component):
         t = Signal(range(max_in + 1))
         k = Signal(range(max_out + 1))
         row = Signal(range(self.weight_depth + 1))  # (b·max_out + k)·max_in
-        v1, v2 = Signal(), Signal()                 # read data / product valid
+        v1 = Signal()                 # read data / product valid
+        v2 = Signal()
         prod = Signal(signed(WB + self.count_bits))  # [-2**(WB-1), 2**(WB-1)-1] · [0, 2**CB-1]
         acc = Signal(signed(self.acc_bits))
         R = Signal(signed(self.r_bits))
