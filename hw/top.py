@@ -48,11 +48,12 @@ Datapath (``L`` = lanes; all RAMs are ``lib.memory`` with registered read ports)
   output layer's F4 writes the output buffer; the streamer serializes it (one
   potential per cycle, the read port prefetching the next word from a registered
   address, so a pass costs ``n_out`` cycles plus one, and one more per word of a single
-  lane: ``lanes`` = 1, or a last word of one lane) while the next timestep already runs. The exit unit
-  watches the ``POT`` words as they leave: argmax (ties to the lowest index) and, for
-  ``margin``, top-1/top-2; for ``softmax`` the streamer sends the potentials through it
-  a second time (``n_out`` cycles, no result words). After the last timestep it sends
-  the class, the timestep count and the cycle count.
+  lane: ``lanes`` = 1, or a last word of one lane) while the next timestep already
+  runs. The exit unit watches the ``POT`` words as they leave: argmax (ties to the
+  lowest index) and, for ``margin``, top-1/top-2; for ``softmax`` the streamer sends the
+  potentials through it a second time (``n_out`` cycles, no result words). After the
+  last timestep it sends the class (a cycle after the last ``POT`` word at the
+  earliest: the exit unit registers its input), the timestep count and the cycle count.
 * **Timestep controller**: fixed-T (``REG_EXIT_RULE`` = 0) or adaptive (ATSNN) mode,
   or stage-major (SSNN, below); ``T`` is a run-time register. Layer-major within a
   timestep: fire layer 0 (static current, or this timestep's event frame) → accumulate
