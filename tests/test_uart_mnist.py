@@ -99,7 +99,9 @@ if __name__ == "__main__":
     ap.add_argument("--no-cycles", action="store_true", help="skip the pyverilator comparison of CYCLES")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
-    figures = mnist_over_uart(a.bundle, a.work, a.samples, a.divisor, compare_cycles=not a.no_cycles)
+    # absolute: the simulator runs in its own directory and reads the work files from there
+    figures = mnist_over_uart(a.bundle.resolve(), a.work.resolve(), a.samples, a.divisor,
+                              compare_cycles=not a.no_cycles)
     text = json.dumps(figures, indent=1)
     print(text)
     if a.json:
