@@ -118,6 +118,16 @@ def transformer_cycles(net: IntNetwork) -> int:
     return sum(latency(a, b, tt.shift) + a + b for a, b, tt in zip(st.steps, st.steps[1:], st.transformers))
 
 
+def _input_events(net, golden_spikes, i: int):
+    """Layer ``i``'s input events per timestep, ``(T, n_in)``: the spikes of layer ``i - 1``
+    (one sample's), pooled when that layer is a conv layer."""
+    s = golden_spikes[i - 1]
+    s = s[0] if s.dim() == len(net.layers[i - 1].out_shape) + 2 else s
+    prev = net.layers[i - 1]
+    counts = sum_pool(s.double(), prev.pool) if prev.kind == "conv" else s.double()
+    return counts.reshape(counts.shape[0], -1).numpy()
+
+
 def lower_bound_cycles(net: IntNetwork, golden_spikes, pixels, lanes: int,
                        timesteps: int | None = None, *, steps: int | None = None,
                        exit: ExitSpec | None = None, compensation: CompensationSpec | None = None) -> int:
@@ -164,22 +174,14 @@ def lower_bound_cycles(net: IntNetwork, golden_spikes, pixels, lanes: int,
         layer_T = net.stages.layer_steps(len(net.layers))
         for i, layer in enumerate(net.layers):
             if i > 0:
-                s = golden_spikes[i - 1]
-                s = s[0] if s.dim() == len(net.layers[i - 1].out_shape) + 2 else s
-                prev = net.layers[i - 1]
-                counts = sum_pool(s.double(), prev.pool) if prev.kind == "conv" else s.double()
-                counts = counts.reshape(counts.shape[0], -1).numpy()[:layer_T[i - 1]]
+                counts = _input_events(net, golden_spikes, i)[:layer_T[i - 1]]
                 total += int((counts * event_cost_map(layer, lanes).reshape(1, -1)).sum())
             total += layer_T[i] * _ceil(layer.n_out, lanes)
         return total
     T = None
     for i, layer in enumerate(net.layers):
         if i > 0:
-            s = golden_spikes[i - 1]
-            s = s[0] if s.dim() == len(net.layers[i - 1].out_shape) + 2 else s
-            prev = net.layers[i - 1]
-            counts = sum_pool(s.double(), prev.pool) if prev.kind == "conv" else s.double()
-            counts = counts.reshape(counts.shape[0], -1).numpy()  # (T, n_in)
+            counts = _input_events(net, golden_spikes, i)  # (T, n_in)
             if steps is not None:
                 counts = counts[:steps]
             T = counts.shape[0]
