@@ -94,6 +94,10 @@ class HwConfig:
     #: Generate the coding-compensation datapath (IC-SNN). Off, its registers are never
     #: written and synthesis drops its multiplier, shifters and clamps.
     compensation: bool = True
+    #: Generate the early-exit rules (ATSNN: margin, softmax). Off, the exit registers are
+    #: never written (the rule stays ``none``) and synthesis drops the decision datapath
+    #: and the speculative-timestep control; the argmax that gives CLASS stays.
+    early_exit: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.spec, IntSpec):
@@ -111,7 +115,7 @@ class HwConfig:
                 raise TypeError(f"HwConfig.{name} must be an integer, not {value!r}")
             if not lo <= value <= hi:
                 raise ValueError(f"HwConfig.{name} = {value} is out of range [{lo}, {hi}]")
-        for name in ("conv", "compensation"):
+        for name in ("conv", "compensation", "early_exit"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"HwConfig.{name} must be a bool, not {getattr(self, name)!r}")
         if self.weight_bank_words & (self.weight_bank_words - 1):

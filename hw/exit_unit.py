@@ -171,8 +171,10 @@ class ExitUnit(wiring.Component):
         XB = len(s_idx)
         low = Signal(XB)
         high = Signal()
+        hmask = Signal(max(1, MB - XB))     # bit i - XB: shift + XB <= i (registered: shift is static)
+        m.d.sync += hmask.eq(Cat(*[self.shift + XB <= i for i in range(XB, MB)]))
         m.d.comb += [low.eq(a_diff >> self.shift),
-                     high.eq(Cat(*[a_diff[i] & (self.shift + XB <= i) for i in range(XB, MB)]).any())]
+                     high.eq((a_diff[XB:] & hmask).any())]
         m.d.sync += [s_valid.eq(a_valid), s_last.eq(a_last & a_valid),
                      s_idx.eq(Mux(high | (low >= top), top, low))]
         m.d.comb += rd.addr.eq(s_idx)

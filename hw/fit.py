@@ -76,6 +76,9 @@ def check_fits(net: IntNetwork, hwcfg: HwConfig, *, timesteps: int | None = None
     if comp.enabled and not hwcfg.compensation:
         raise FitError("the run uses the coding compensation, but the design was generated without it "
                        "(HwConfig.compensation)")
+    if rule.rule != "none" and not hwcfg.early_exit:
+        raise FitError(f"the run uses the exit rule {rule.rule!r}, but the design was generated without "
+                       f"early exit (HwConfig.early_exit)")
     if any(layer.kind == "conv" for layer in net.layers) and not hwcfg.conv:
         raise FitError("the network has conv layers, but the design was generated without them (HwConfig.conv)")
     if comp.enabled:

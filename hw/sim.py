@@ -31,15 +31,19 @@ def simulate(net: IntNetwork, hwcfg: HwConfig, pixels, timesteps: int | None = N
 
 
 def simulate_jobs(hwcfg: HwConfig, jobs, *, max_cycles: int = 2_000_000,
-                  vcd: str | None = None) -> list[list[P.SampleResult]]:
+                  vcd: str | None = None, collision_poison: dict | None = None) -> list[list[P.SampleResult]]:
     """Run several ``(net, pixels, timesteps[, exit[, compensation]])`` jobs back to back on ONE
     design instance.
 
     Each job reloads the configuration and weights at run time, as a host would when
     it switches bundles (``exit`` and ``compensation`` override the network's early-exit
     rule and coding compensation); the result is one list of :class:`SampleResult` per job.
+    With ``collision_poison`` (a dict) the design returns inverted bits for every read of a
+    RAM word written in the same cycle (:class:`Accelerator`'s ``collision_poison``); the
+    dict gets ``"collisions"``, the number of such reads.
     """
-    dut = Accelerator(hwcfg)
+    poison = collision_poison is not None
+    dut = Accelerator(hwcfg, collision_poison=poison)
     words: list[int] = []
     want = 0
     jobs = [tuple(job) + (None,) * (5 - len(job)) for job in jobs]
@@ -70,6 +74,8 @@ def simulate_jobs(hwcfg: HwConfig, jobs, *, max_cycles: int = 2_000_000,
                 if payload >> 32 == P.TAG["CYCLES"]:
                     state["results"] += 1
                     if state["results"] == want:
+                        if poison:
+                            collision_poison["collisions"] = ctx.get(dut.collisions)
                         return
             if cycles > max_cycles:
                 raise TimeoutError(f"no results after {max_cycles} cycles")

@@ -22,8 +22,9 @@ Datapath (``L`` = lanes; all RAMs are ``lib.memory`` with registered read ports)
   registered (S1) → bank select (S1B). Read-modify-write of the current RAM, one cycle
   behind: read (S1) → memory register (S1B) → multiply
   by the event's value (S2: a pixel, 1 for a spike, or a compensation ``q``; the
-  multipliers are ``max(input_bits, COMP_FRAC_BITS)`` wide) → add and write (S3); the
-  three writes that a read may miss are forwarded from a 3-deep history, so
+  multipliers are ``max(input_bits, COMP_FRAC_BITS)`` wide) → add (S3) → write from a
+  register (S4); the four writes that a read may miss are forwarded from a 4-deep
+  history (the older ones chosen in S2, so S3 is a 2:1 mux and the add), so
   back-to-back events on the same word never stall.
 * **Current RAM epoch**: every current word carries one extra bit, the parity of the
   sample that wrote it (``epoch`` flips at each START); a word of another parity
@@ -35,12 +36,15 @@ Datapath (``L`` = lanes; all RAMs are ``lib.memory`` with registered read ports)
   unambiguous; a change of layout (``REG_LAYERS`` or a layer field written)
   clears the network's words once, before the next START is taken (not counted in
   CYCLES).
-* **Fire phase** per layer-timestep: a 6-stage sweep over the layer's words:
-  read (F0) → registered v and I, ``v_init`` replacing v at timestep 0 (F1) → leak
-  with a run-time shift (F2) → saturating add, and the current cleared (F3; the first
-  layer's static current, or an SSNN stage's summed current ``C`` of its first layer, is
-  written back until the stage's last timestep; an event frame is cleared) → threshold
-  and reset (F4) → write back and write one event entry per word with a spike (F5). A conv layer's
+* **Fire phase** per layer-timestep: an 8-stage sweep over the layer's words:
+  read (F0) → registered v and I, ``v_init`` replacing v at timestep 0 (F1) → the
+  leak's run-time shift ``v >> shift`` (F2) → the leak's subtract, and the current
+  clamped to ``membrane_bits + 1`` bits (a sum with any membrane saturates as with the
+  full current) (F2L) → saturating add, and the current cleared (F3; the first layer's
+  static current, or an SSNN stage's summed current ``C`` of its first layer, is written
+  back until the stage's last timestep; an event frame is cleared) → ``v - threshold``
+  (F4) → fire and reset (F4D) → write back and write one event entry per word with a
+  spike (F5). A conv layer's
   sweep keeps its coordinates and pooled coordinates in counters, so pooling and
   flattening are address maps on the entries (rows/cols past whole pool windows are
   dropped there).
@@ -54,12 +58,17 @@ Datapath (``L`` = lanes; all RAMs are ``lib.memory`` with registered read ports)
   potentials through it a second time (``n_out`` cycles, no result words). After the
   last timestep it sends the class (a cycle after the last ``POT`` word at the
   earliest: the exit unit registers its input), the timestep count and the cycle count.
+  Result words leave from a register with a one-word skid buffer: the streamer's ready
+  is a flip-flop (the skid is empty), and the consumer sees them a cycle later.
 * **Timestep controller**: fixed-T (``REG_EXIT_RULE`` = 0) or adaptive (ATSNN) mode,
   or stage-major (SSNN, below); ``T`` is a run-time register. Layer-major within a
   timestep: fire layer 0 (static current, or this timestep's event frame) → accumulate
   layer 1 from its events → fire layer 1 → … → fire the output layer. The per-layer
   fields are read through one registered copy (``cur_*``) of the selected layer,
   loaded in a one-cycle setup state, so no wide register-file mux sits on a datapath.
+  A REG word's address is decoded as it is taken (a strobe per register) and applied
+  a cycle later; START waits for it, and the sample begins a cycle after START is
+  taken (``BEGIN``). Both state machines are one-hot in synthesis (``fsm_encoding``).
 * **Adaptive mode**: after the output potentials of timestep ``t`` are out, the
   controller does not wait for the exit decision: it starts timestep ``t + 1``
   speculatively (it only waits, as in fixed-T mode, before it would overwrite the
@@ -162,7 +171,7 @@ done). The exit registers take effect at the next sample.
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -182,18 +191,25 @@ class Accelerator(wiring.Component):
     """The LIF-array accelerator for one :class:`HwConfig`.
 
     Ports: ``cmd`` (``In(stream.Signature(IN_WIDTH))``), ``res``
-    (``Out(stream.Signature(OUT_WIDTH))``), ``busy`` (``Out(1)``).
+    (``Out(stream.Signature(OUT_WIDTH))``), ``busy`` (``Out(1)``); with
+    ``collision_poison`` (simulation only) also ``collisions`` (``Out(32)``).
     """
 
-    def __init__(self, hwcfg: HwConfig):
+    def __init__(self, hwcfg: HwConfig, *, collision_poison: bool = False):
         if not isinstance(hwcfg, HwConfig):
             raise TypeError(f"hwcfg must be a HwConfig, not {type(hwcfg).__name__}")
         self.hwcfg = hwcfg
-        super().__init__({
+        #: Simulation check of the RAMs' ``no_rw_check``: a read of a word written in the
+        #: same cycle returns its bits inverted, and ``collisions`` counts such reads.
+        self.collision_poison = bool(collision_poison)
+        ports = {
             "cmd": In(stream.Signature(P.IN_WIDTH)),
             "res": Out(stream.Signature(P.OUT_WIDTH)),
             "busy": Out(1),
-        })
+        }
+        if self.collision_poison:
+            ports["collisions"] = Out(32)
+        super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
@@ -248,9 +264,13 @@ class Accelerator(wiring.Component):
         for name in field_shapes:
             m.d.sync += cur[name].eq(regs[name][layer])
         t = Signal(cfg.step_bits)
-        t_last = Signal()           # t + 1 == the stage's T (registered: t changes a state before it is used)
+        t_last = Signal()           # t + 1 == the stage's T (registered, from a registered T - 1: t and
+                                    # T change states before it is used)
         is_last_layer = Signal()
-        m.d.comb += is_last_layer.eq(layer == reg_nl - 1)
+        nl_m1 = Signal.like(reg_nl, name="nl_m1")     # the output layer (reg_nl - 1), registered
+        nl_m2 = Signal.like(reg_nl, name="nl_m2")     # the last hidden layer
+        m.d.sync += [nl_m1.eq(reg_nl - 1), nl_m2.eq(reg_nl - 2)]
+        m.d.comb += is_last_layer.eq(layer == nl_m1)
 
         # ---------------------------------------------------------------- input coding, SSNN stages
         reg_events = Signal()       # REG_INPUT_EVENTS: a new binary frame every timestep of stage 0
@@ -303,24 +323,53 @@ class Accelerator(wiring.Component):
             bank = memory.Memory(shape=unsigned(L * WB), depth=min(WBK, cfg.weight_words - b * WBK), init=[])
             m.submodules[f"wmem{b}" if cfg.weight_bank_words else "wmem"] = bank
             wbanks.append((bank.read_port(), bank.write_port()))
+        # The four RAMs below are declared ``no_rw_check``: the design never uses what a
+        # read returns for a word written in the same cycle (the read-modify-write forwards
+        # such words from its history; a sweep never reads a word it has in flight), so
+        # synthesis maps them without the bypass logic that emulates read-old-data (on
+        # iCE40: a register per write data bit, an address compare and a mux after the
+        # RAM). ``collision_poison`` checks the claim in simulation (see ``rd_data``).
+        NRW = {"no_rw_check": 1}
         # the current RAM carries one epoch bit per word: a word written in an earlier
         # sample reads as 0, so a sample that exits early needs no clearing sweep
-        m.submodules.amem = amem = memory.Memory(shape=unsigned(L * AB + 1), depth=cfg.neuron_words, init=[])
-        m.submodules.vmem = vmem = memory.Memory(shape=unsigned(L * MB), depth=cfg.neuron_words, init=[])
+        m.submodules.amem = amem = memory.Memory(shape=unsigned(L * AB + 1), depth=cfg.neuron_words, init=[],
+                                                 attrs=NRW)
+        m.submodules.vmem = vmem = memory.Memory(shape=unsigned(L * MB), depth=cfg.neuron_words, init=[],
+                                                 attrs=NRW)
         # ``pos``: the pooled coordinates (spikes; a conv layer after uses them) or, for
         # the compensation, the membrane word (the output layer after is dense): a union
         # keeps the entry as wide as it was whenever NAB <= 2·MAPB
         ev_layout = data.StructLayout({
             "mask": L, "g": NCNT, "sp": 2 * MAPB,
             "pos": data.UnionLayout({"yx": data.StructLayout({"yp": MAPB, "xp": MAPB}), "addr": NAB})})
-        m.submodules.emem = emem = memory.Memory(shape=ev_layout, depth=cfg.event_words, init=[])
-        m.submodules.omem = omem = memory.Memory(shape=unsigned(L * MB), depth=cfg.out_words, init=[])
+        m.submodules.emem = emem = memory.Memory(shape=ev_layout, depth=cfg.event_words, init=[], attrs=NRW)
+        m.submodules.omem = omem = memory.Memory(shape=unsigned(L * MB), depth=cfg.out_words, init=[], attrs=NRW)
         a_rd, a_wr = amem.read_port(), amem.write_port()
         v_rd, v_wr = vmem.read_port(), vmem.write_port()
         # two read ports on the event buffer: entry ``eptr`` and entry ``eptr + 1`` (both
         # addresses are registers), so taking an entry never drives a RAM address
         e_rd, e_rd1, e_wr = emem.read_port(), emem.read_port(), emem.write_port()
         o_rd, o_wr = omem.read_port(), omem.write_port()
+        collisions = []
+
+        def rd_data(rd, wr, name):
+            # a read port's data; with ``collision_poison``, every bit inverted after a read of
+            # the word written in the same cycle (what no_rw_check allows the RAM to return)
+            if not self.collision_poison:
+                return rd.data
+            hit = Signal(name=f"{name}_collided")
+            m.d.sync += hit.eq(rd.en & wr.en.any() & (rd.addr == wr.addr))
+            collisions.append(hit)
+            out = Signal.like(rd.data, name=f"{name}_data")
+            raw = Value.cast(rd.data)
+            m.d.comb += Value.cast(out).eq(raw ^ Mux(hit, Const(-1, len(raw)), 0))
+            return out
+
+        a_rd_data, v_rd_data = rd_data(a_rd, a_wr, "a_rd"), rd_data(v_rd, v_wr, "v_rd")
+        e_rd_data, e_rd1_data = rd_data(e_rd, e_wr, "e_rd"), rd_data(e_rd1, e_wr, "e_rd1")
+        o_rd_data = rd_data(o_rd, o_wr, "o_rd")
+        if self.collision_poison:
+            m.d.sync += self.collisions.eq(self.collisions + sum(collisions))
         epoch = Signal()
         # the current RAM's output goes straight into registers (block RAM outputs are slow):
         # ``a_q`` is the word read in the last cycle, 0 unless written this sample (S2 of the
@@ -328,7 +377,7 @@ class Accelerator(wiring.Component):
         a_q_raw = Signal(L * AB, reset_less=True)
         a_q_ep = Signal(reset_less=True)
         a_q = Signal(L * AB)
-        m.d.sync += [a_q_raw.eq(a_rd.data[:L * AB]), a_q_ep.eq(a_rd.data[L * AB])]
+        m.d.sync += [a_q_raw.eq(a_rd_data[:L * AB]), a_q_ep.eq(a_rd_data[L * AB])]
         m.d.comb += a_q.eq(Mux(a_q_ep == epoch, a_q_raw, 0))
         a_wr_data = Signal(L * AB)
         m.d.comb += a_wr.data.eq(Cat(a_wr_data, epoch))
@@ -445,9 +494,11 @@ class Accelerator(wiring.Component):
         s3_valid = Signal()
         s3_na = Signal(NAB)
         s3_p = Signal(L * AB)
-        s3_a = Signal(L * AB)
-        hist = [(Signal(name=f"h{k}_valid"), Signal(NAB, name=f"h{k}_na"), Signal(L * AB, name=f"h{k}_sum"))
-                for k in range(3)]
+        # the sums of the last four events, newest first: h0 is written to the current RAM
+        # (S4); a read misses the writes of up to four events before its own
+        HD = 4
+        hist = [(Signal(name=f"h{k}_valid"), Signal(NAB, name=f"h{k}_na", reset_less=True),
+                 Signal(L * AB, name=f"h{k}_sum", reset_less=True)) for k in range(HD)]
 
         acc_phase = Signal()      # the event pipeline owns the current RAM (the controller's states)
         # ... registered: what selects the current RAM's ports. A cycle late is early enough:
@@ -458,6 +509,8 @@ class Accelerator(wiring.Component):
         kw = cur["row_words"]
         kw3 = Signal(NCNT + 2)      # 3·kw (a conv row of weights), registered beside cur
         m.d.sync += kw3.eq((regs["row_words"][layer] << 1) + regs["row_words"][layer])
+        kw_m1 = Signal(NCNT)        # kw - 1 (a layer's last word), registered beside cur
+        m.d.sync += kw_m1.eq(regs["row_words"][layer] - 1)
 
         # --- burst engine
         be_last = Signal()          # be_rem == 1, registered beside be_rem (off the ready chain)
@@ -479,10 +532,13 @@ class Accelerator(wiring.Component):
         g3_wa = Signal(WCNT)
         g3_na = Signal(NCNT)
         jw = Signal(NCNT + 2)
-        m.d.comb += jw.eq(Mux(g3_j == 0, 0, Mux(g3_j == 1, kw, kw << 1)))
-        m.d.comb += [g3_wa.eq(g3_wrow + jw), g3_na.eq(g3_nrow - jw)]
         g3_lastb = Signal()
-        m.d.comb += g3_lastb.eq((g3_i == g3_ihi) & (g3_j == g3_jhi))
+        if cfg.conv:
+            m.d.comb += [jw.eq(Mux(g3_j == 0, 0, Mux(g3_j == 1, kw, kw << 1))),
+                         g3_lastb.eq((g3_i == g3_ihi) & (g3_j == g3_jhi))]
+        else:           # dense events only: one burst each
+            m.d.comb += [jw.eq(0), g3_lastb.eq(1)]
+        m.d.comb += [g3_wa.eq(g3_wrow + jw), g3_na.eq(g3_nrow - jw)]
         g3_ready = Signal()
         m.d.comb += g3_ready.eq(~g3_valid | (g3_lastb & be_ready))
         with m.If(g3_valid & be_ready):
@@ -515,8 +571,10 @@ class Accelerator(wiring.Component):
         skid = {k: Signal.like(v, name=f"sk_{k}") for k, v in g3_in.items()}
         g2_ready = Signal()
         m.d.comb += g2_ready.eq(~sk_valid)
-        with m.If((sk_valid | g2_valid) & g3_ready):
-            m.d.sync += [g3_valid.eq(1), g3_j.eq(Mux(sk_valid, skid["jlo"], item["jlo"]))]
+        # (G3 loads whenever it can: its data registers take whatever is offered, valid or
+        # not, so the enable is g3_ready alone)
+        with m.If(g3_ready):
+            m.d.sync += [g3_valid.eq(sk_valid | g2_valid), g3_j.eq(Mux(sk_valid, skid["jlo"], item["jlo"]))]
             m.d.sync += [g3_in[k].eq(Mux(sk_valid, skid[k], item[k])) for k in g3_in]
             m.d.sync += sk_valid.eq(0)
         with m.If(~sk_valid & g2_valid & ~g3_ready):
@@ -556,7 +614,7 @@ class Accelerator(wiring.Component):
         with m.If(g1_ready):
             m.d.sync += ev_valid.eq(0)
 
-        # --- S1..S3: read-modify-write of the current RAM
+        # --- S1..S4: read-modify-write of the current RAM
         m.d.comb += w_addr.eq(be_wa)     # the burst engine's read address
         with m.If(acc_q):
             m.d.comb += a_rd.addr.eq(s1_na)
@@ -564,27 +622,40 @@ class Accelerator(wiring.Component):
                      s2_w.eq(_or_reduce([Mux(s1b_bank[b], wq[b], 0) for b in range(len(wbanks))]))]
         mult = Cat(s2_m, Const(0, 1)).as_signed()
         prods = [_lane(s2_w, i, WB) * mult for i in range(L)]
-        m.d.sync += [s3_valid.eq(s2_valid), s3_na.eq(s2_na), s3_a.eq(s2_a)]
+        m.d.sync += [s3_valid.eq(s2_valid), s3_na.eq(s2_na)]
         m.d.sync += s3_p.eq(Cat(*[_sext(pv, AB) for pv in prods]))
-        # which history entry S3 forwards, decided in S2 (registered): in the next cycle
-        # the history holds S3's and the first two entries' words of this cycle
-        fsel = [Signal(name=f"fsel{k}") for k in range(3)]
-        nxt_hist = [(s3_valid, s3_na), (hist[0][0], hist[0][1]), (hist[1][0], hist[1][1])]
-        m.d.sync += [fsel[k].eq(hv & (hna == s2_na)) for k, (hv, hna) in enumerate(nxt_hist)]
-        fwd = Signal(L * AB)
-        sel = s3_a
-        for k in reversed(range(3)):                # oldest first; newest overrides
-            sel = Mux(fsel[k], hist[k][2], sel)
-        m.d.comb += fwd.eq(sel)
+        # What S3 adds to, chosen in S2 and registered: the word of the event S3 holds now
+        # (in h0 next cycle: ``fsel0``), or else the newest of the older sums in flight
+        # (h0..h2 now, h1..h3 then) and the RAM word (``s3_base``). So S3 is one 2:1 mux
+        # and the add: the loop h0 -> add -> h0 of back-to-back events on one word. The
+        # address compares are made a stage earlier still (S1B, registered into ``s2_hit``):
+        # what S2 sees in S3, h0, h1, h2 is in S2, S3, h0, h1 then.
+        s2_hit = [Signal(name=f"s2_hit{k}") for k in range(HD)]
+        ahead = [(s2_valid, s2_na), (s3_valid, s3_na), (hist[0][0], hist[0][1]), (hist[1][0], hist[1][1])]
+        m.d.sync += [s2_hit[k].eq(v & (na == s1b_na)) for k, (v, na) in enumerate(ahead)]
+        fsel0 = Signal()
+        s3_base = Signal(L * AB, reset_less=True)
+        m.d.sync += fsel0.eq(s2_hit[0])
+        base = s2_a
+        for k in reversed(range(HD - 1)):                  # oldest first; newest overrides
+            base = Mux(s2_hit[k + 1], hist[k][2], base)
+        m.d.sync += s3_base.eq(base)
+        # both sums are made and the select comes after the adders: fsel0, which fans out to
+        # every bit, arrives while the carries run
         s3_sum = Signal(L * AB)
-        m.d.comb += s3_sum.eq(Cat(*[(_lane(fwd, i, AB) + _lane(s3_p, i, AB))[:AB] for i in range(L)]))
+        m.d.comb += s3_sum.eq(Cat(*[Mux(fsel0, _lane(hist[0][2], i, AB) + _lane(s3_p, i, AB),
+                                        _lane(s3_base, i, AB) + _lane(s3_p, i, AB))[:AB] for i in range(L)]))
         m.d.sync += [hist[0][0].eq(s3_valid), hist[0][1].eq(s3_na), hist[0][2].eq(s3_sum)]
-        for k in range(1, 3):
+        for k in range(1, HD):
             m.d.sync += [hist[k][0].eq(hist[k - 1][0]), hist[k][1].eq(hist[k - 1][1]),
                          hist[k][2].eq(hist[k - 1][2])]
         pipe_busy = Signal()
         m.d.comb += pipe_busy.eq(ev_valid | g1_valid | g2_valid | sk_valid | g3_valid | be_valid |
-                                 s1_valid | s1b_valid | s2_valid | s3_valid)
+                                 s1_valid | s1b_valid | s2_valid | s3_valid | hist[0][0])
+        # ... registered (the controller acts a cycle later; nothing enters an idle pipeline
+        # in the states that wait for it: no source runs there)
+        pipe_idle_q = Signal()
+        m.d.sync += pipe_idle_q.eq(~pipe_busy)
 
         # --- event-buffer expander
         ev_count = Signal(cfg.event_addr_bits + 1)
@@ -601,20 +672,35 @@ class Accelerator(wiring.Component):
         m.d.comb += [e_rd.addr.eq(eptr), e_rd1.addr.eq(eptr1)]
         m.d.sync += advanced.eq(advance)
         e_cur = Signal(ev_layout)   # entry eptr, the next one to take
-        m.d.comb += e_cur.eq(Mux(advanced, e_rd1.data, e_rd.data))
+        m.d.comb += e_cur.eq(Mux(advanced, e_rd1_data, e_rd_data))
         ent_addr = Signal(NAB)
         expand = Signal()
         low = Signal(range(L))       # lowest set bit of ent_mask
+        ent_one = Signal()          # ent_mask has one set bit (registered beside it)
         for i in reversed(range(L)):
             with m.If(ent_mask[i]):
                 m.d.comb += low.eq(i)
-        can_load = Signal()
-        m.d.comb += can_load.eq(eptr < ev_count)
+        can_load = Signal()         # eptr < ev_count, kept as a register beside eptr
+        # the expansion is over: no entry, none to load, the pipeline empty (registered: the
+        # controller leaves ACC a cycle later; in an expand state this condition stays)
+        acc_drained = Signal()
+        m.d.sync += acc_drained.eq(expand & ~ent_valid & ~can_load & ~pipe_busy)
+
+        # ent_mask less its lowest lane, and whether at most one lane is left (made outside
+        # the conditions below: their comb signals would be gated by them)
+        rest = _drop_lowest(m, ent_mask, "ent_rest")
+        rest_one = _drop_lowest(m, rest, "ent_rest2") == 0
+        e_cur_one = _drop_lowest(m, e_cur.mask, "e_cur_mask") == 0
 
         def load_entry():
             m.d.comb += advance.eq(1)
-            m.d.sync += [eptr.eq(eptr1), eptr1.eq(eptr1 + 1), ent_valid.eq(1), ent_mask.eq(e_cur.mask),
-                         ent_g.eq(e_cur.g), ent_yp.eq(e_cur.pos.yx.yp), ent_xp.eq(e_cur.pos.yx.xp),
+            m.d.sync += [eptr.eq(eptr1), eptr1.eq(eptr1 + 1), can_load.eq(eptr1 < ev_count),
+                         ent_valid.eq(1), ent_mask.eq(e_cur.mask), ent_one.eq(e_cur_one)]
+
+        # the entry's fields take entry eptr whenever an entry could be taken (whether one is,
+        # ent_valid says), so their enable is not the whole load condition
+        with m.If(~ent_valid | (ev_ready & ent_one)):
+            m.d.sync += [ent_g.eq(e_cur.g), ent_yp.eq(e_cur.pos.yx.yp), ent_xp.eq(e_cur.pos.yx.xp),
                          ent_sp.eq(e_cur.sp), ent_addr.eq(e_cur.pos.addr)]
 
         with m.If(expand):
@@ -622,20 +708,28 @@ class Accelerator(wiring.Component):
                 with m.If(can_load):
                     load_entry()
             with m.Elif(ev_ready):
-                # a compensation event carries its residual, re-read from the membrane
-                # RAM (the entry's word, presented since the entry was loaded); G1 clamps
-                # it to [0, θ-1], G2 multiplies by mul, the G3 load makes q
-                m.d.sync += [ev_valid.eq(1), ev_c.eq(ent_g * L + low), ev_y.eq(ent_yp),
-                             ev_x.eq(ent_xp), ev_sp.eq(ent_sp), ev_m.eq(1),
-                             ev_v.eq(Array(_lane(v_rd.data, i, MB) for i in range(L))[low])]
-                rest = ent_mask & (ent_mask - 1)
-                with m.If(rest == 0):
+                m.d.sync += ev_valid.eq(1)      # the entry's lowest set lane (its fields: below)
+                with m.If(ent_one):
                     with m.If(can_load):
                         load_entry()
                     with m.Else():
                         m.d.sync += ent_valid.eq(0)
                 with m.Else():
-                    m.d.sync += ent_mask.eq(rest)
+                    m.d.sync += [ent_mask.eq(rest), ent_one.eq(rest_one)]
+
+        # The event registers take a value whenever EV can take one (whether it is an event,
+        # ev_valid says), so their enable is ev_ready alone: the expander's event in its
+        # states, else the command word as a pixel.
+        with m.If(ev_ready):
+            with m.If(expand):
+                # a compensation event carries its residual, re-read from the membrane
+                # RAM (the entry's word, presented since the entry was loaded); G1 clamps
+                # it to [0, θ-1], G2 multiplies by mul, the G3 load makes q
+                m.d.sync += [ev_c.eq(ent_g * L + low), ev_y.eq(ent_yp), ev_x.eq(ent_xp), ev_sp.eq(ent_sp),
+                             ev_m.eq(1), ev_v.eq(Array(_lane(v_rd_data, i, MB) for i in range(L))[low])]
+            with m.Else():
+                m.d.sync += [ev_m.eq(fb[0:16]), ev_sp.eq(0), ev_c.eq(Mux(cur["kind"], fa, fb[16:32])),
+                             ev_x.eq(fb[32:40]), ev_y.eq(fb[40:48])]
 
         # ---------------------------------------------------------------- fire pipeline
         f_k = Signal(NCNT)          # word being issued
@@ -661,16 +755,19 @@ class Accelerator(wiring.Component):
         f2_i = Signal(L * AB)
         m.d.comb += f2_i.eq(Mux(cmode, 0, a_q))
         f3_v = Signal(L * MB)
-        f3_i = Signal(L * AB)
+        CB = min(AB, MB + 1)        # F3's current: clamped to MB + 1 bits
+        f3_i = Signal(L * CB, reset_less=True)
         f4_v = Signal(L * MB)
         first_step = Signal()
         m.d.comb += first_step.eq((t == 0) & ~cmode & ~rmode)
         keep_cur = Signal()
         # a stage's first layer keeps its static (direct) or summed (SSNN) current until
-        # the stage's last timestep; event frames are cleared at every fire (registered:
-        # layer and t are set a setup state before a sweep)
-        m.d.sync += keep_cur.eq((layer == st_first) & (t != st_T - 1) & ~(reg_events & stage0))
-        m.d.sync += t_last.eq(t + 1 == st_T)
+        # the stage's last timestep; event frames are cleared at every fire (registered,
+        # from t_last: layer and t are set a setup state before a sweep, and its first F3
+        # write is 4 cycles into it)
+        m.d.sync += keep_cur.eq((layer == st_first) & ~t_last & ~(reg_events & stage0))
+        st_T_m1 = Signal.like(st_T, name="st_T_m1")     # the stage's T - 1, registered
+        m.d.sync += [st_T_m1.eq(st_T - 1), t_last.eq(t == st_T_m1)]
 
         f_addr = Signal(NCNT)       # sbase + f_k, kept as a register
         with m.If(~acc_q):
@@ -714,16 +811,21 @@ class Accelerator(wiring.Component):
         # F1 -> F2: registered memory outputs, v_init at timestep 0
         vinit_word = Cat(*[cur["v_init"] for _ in range(L)])
         m.d.sync += [f2.eq(f1), f2_addr.eq(f1_addr),
-                     f2_v.eq(Mux(first_step, vinit_word, v_rd.data))]
-        # F2 -> F3: leak (none in the compensation sweeps); the readout sweep adds the
-        # compensation current C >> frac_bits (arithmetic) instead of a current
+                     f2_v.eq(Mux(first_step, vinit_word, v_rd_data))]
+        # F2 -> F2L: the leak's shift ``v >> shift`` (0 without leak: shift 0 or a
+        # compensation sweep) registered beside v; the readout sweep's current is the
+        # compensation current C >> frac_bits (arithmetic)
         sh = cur["leak_shift"]
         noleak = Signal()           # shift 0 or a compensation sweep: registered (stable in a sweep)
         m.d.sync += noleak.eq((regs["leak_shift"][layer] == 0) | cmode | rmode)
-        leaked, comp_i = [], []
+        f2l = Signal(meta_layout)
+        f2l_addr = Signal(NAB)
+        f2l_v = Signal(L * MB, reset_less=True)
+        f2l_sh = Signal(L * MB, reset_less=True)
+        f2l_i = Signal(L * AB, reset_less=True)
+        shifted, comp_i = [], []
         for i in range(L):
-            v = _lane(f2_v, i, MB)
-            leaked.append(Mux(noleak, v, v - (v >> sh))[:MB])
+            shifted.append(Mux(noleak, 0, _lane(f2_v, i, MB) >> sh)[:MB])
             comp_i.append(((_lane(f2_i, i, AB) >> 1) >> comp_fbm1)[:AB])
         if SH:
             # SSNN: a later stage's first layer gets (C · p[t]) >> SPLIT_FRAC_BITS
@@ -733,53 +835,82 @@ class Accelerator(wiring.Component):
             cur_p = Signal(SFB + 1)
             m.d.sync += cur_p.eq(Array(split_regs)[t])
             split_i = [((_lane(f2_i, i, AB) * cur_p) >> SFB)[:AB] for i in range(L)]
-            f3_c = Signal(L * AB)
-            m.d.sync += f3_c.eq(f2_i)
-            f3_src = Mux(split_mode, Cat(*split_i), f2_i)
+            f2l_c = Signal(L * AB, reset_less=True)
+            f3_c = Signal(L * AB, reset_less=True)
+            m.d.sync += [f2l_c.eq(f2_i), f3_c.eq(f2l_c)]
+            f2l_src = Mux(split_mode, Cat(*split_i), f2_i)
         else:
-            f3_c, f3_src = f3_i, f2_i
-        m.d.sync += [f3.eq(f2), f3_addr.eq(f2_addr), f3_v.eq(Cat(*leaked)),
-                     f3_i.eq(Mux(rmode, Cat(*comp_i), f3_src))]
-        # F3 -> F4: saturating add
+            f3_c = Signal(L * AB, reset_less=True)     # the current written back
+            m.d.sync += f3_c.eq(f2l_i)
+            f2l_src = f2_i
+        m.d.sync += [f2l.eq(f2), f2l_addr.eq(f2_addr), f2l_v.eq(f2_v), f2l_sh.eq(Cat(*shifted)),
+                     f2l_i.eq(Mux(rmode, Cat(*comp_i), f2l_src))]
+        # F2L -> F3: the leak v - (v >> shift); the current clamped to CB = MB + 1 bits
+        # (v + I saturates to the same rail: |I| >= 2**MB already takes any v past it)
+        clamped = []
+        for i in range(L):
+            c = _lane(f2l_i, i, AB)
+            if AB > CB:
+                top = c[MB:]
+                c = Mux((top == 0) | top.all(), c[:CB],
+                        Mux(c[-1], Const(-(1 << MB), signed(CB)), Const((1 << MB) - 1, signed(CB))))
+            clamped.append(c[:CB])
+        m.d.sync += [f3.eq(f2l), f3_addr.eq(f2l_addr), f3_i.eq(Cat(*clamped)),
+                     f3_v.eq(Cat(*[(_lane(f2l_v, i, MB) - _lane(f2l_sh, i, MB))[:MB] for i in range(L)]))]
+        # F3 -> F4: saturating add. The sum is in range when its bits from MB-1 up are all
+        # equal (no compare against the rails: on iCE40 those are two more carry chains)
+        assert (mlo, mhi) == (-(1 << (MB - 1)), (1 << (MB - 1)) - 1)
         integ = []
         for i in range(L):
-            s = _lane(f3_v, i, MB) + _lane(f3_i, i, AB)
-            integ.append(Mux(s < mlo, mlo, Mux(s > mhi, mhi, s))[:MB])
+            s = _lane(f3_v, i, MB) + _lane(f3_i, i, CB)
+            top = s[MB - 1:]
+            inr = (top == 0) | top.all()
+            integ.append(Mux(inr, s[:MB], Mux(s[-1], Const(mlo, signed(MB)), Const(mhi, signed(MB))))[:MB])
         m.d.sync += [f4.eq(f3), f4_addr.eq(f3_addr), f4_v.eq(Cat(*integ))]
-        # F4: fire, write back
+        # F4 -> F4D: v - th registered beside v (its sign is the threshold compare)
         # the q sweep writes an entry per word with residuals >= REG_COMP_VMIN (q > 0)
-        # (registered: valid 1 cycle after cur, 3 cycles before a sweep's first F4)
+        # (registered: valid 1 cycle after cur, 4 cycles before a sweep's first F4)
         th = Signal(signed(MB + 1))
         m.d.sync += th.eq(Mux(cmode, reg_comp_vmin, cur["threshold"]))
+        f4d = Signal(meta_layout)
+        f4d_addr = Signal(NAB)
+        f4d_v = Signal(L * MB, reset_less=True)
+        f4d_d = Signal(L * (MB + 2), reset_less=True)
+        m.d.sync += [f4d.eq(f4), f4d_addr.eq(f4_addr), f4d_v.eq(f4_v),
+                     f4d_d.eq(Cat(*[(_lane(f4_v, i, MB) - th)[:MB + 2] for i in range(L)]))]
         # the lanes that may fire (not the padding lanes of a layer's last word), registered
-        # at F3 -> F4 beside the membranes
+        # at F4 -> F4D beside the membranes
         lane_ok = Signal(L)
-        f3_last_word = f3.g == kw - 1
-        m.d.sync += lane_ok.eq(Cat(*[(~f3_last_word | (i < cur["last_lanes"])) & cur["spiking"] for i in range(L)]))
+        f3_last_word = Signal()     # f3.g == kw - 1, registered at F2L -> F3
+        f4_last_word = Signal()
+        lane_in = Signal(L)         # lane i < the last word's lanes, registered beside cur
+        m.d.sync += [f3_last_word.eq(f2l.g == kw_m1), f4_last_word.eq(f3_last_word),
+                     lane_in.eq(Cat(*[i < regs["last_lanes"][layer] for i in range(L)])),
+                     lane_ok.eq(Cat(*[(~f4_last_word | lane_in[i]) & cur["spiking"] for i in range(L)]))]
+        # F4D: fire
         spikes = Signal(L)
         newv = []
         for i in range(L):
-            v = _lane(f4_v, i, MB)
-            d = Signal(signed(MB + 2), name=f"f4_d{i}")    # v - th: its sign is the compare
-            m.d.comb += d.eq(v - th)
+            v = _lane(f4d_v, i, MB)
+            d = _lane(f4d_d, i, MB + 2)
             s = lane_ok[i] & ~d[-1]
             m.d.comb += spikes[i].eq(s)
             newv.append(Mux(s, Mux(cur["reset"], 0, d), v)[:MB])
-        # F4 -> F5: the spikes and new membranes registered; F5 writes them back (the
+        # F4D -> F5: the spikes and new membranes registered; F5 writes them back (the
         # threshold compare does not drive the write enables directly)
         f5 = Signal(meta_layout)
         f5_addr = Signal(NAB)
         f5_new = Signal(L * MB)
         f5_spikes = Signal(L)
         f5_any = Signal()
-        m.d.sync += [f5.eq(f4), f5_addr.eq(f4_addr), f5_new.eq(Cat(*newv)), f5_spikes.eq(spikes),
+        m.d.sync += [f5.eq(f4d), f5_addr.eq(f4d_addr), f5_new.eq(Cat(*newv)), f5_spikes.eq(spikes),
                      f5_any.eq(spikes != 0)]
         with m.If(f5.valid & ~cmode & ~rmode):
             m.d.comb += [v_wr.addr.eq(f5_addr), v_wr.data.eq(f5_new), v_wr.en.eq(1)]
         if SH:
             # SSNN: the spikes of the sweep (every neuron, before pooling; never padding lanes)
             m_cnt = Signal(cfg.count_bits)
-            with m.If(f4.valid & ~cmode & ~rmode):
+            with m.If(f4d.valid & ~cmode & ~rmode):
                 m.d.sync += m_cnt.eq(m_cnt + sum(spikes[i] for i in range(L)))
         ev_wr_ptr = Signal(cfg.event_addr_bits + 1)
         m.d.comb += [e_wr.addr.eq(ev_wr_ptr), e_wr.data.mask.eq(f5_spikes), e_wr.data.g.eq(f5.g),
@@ -793,20 +924,24 @@ class Accelerator(wiring.Component):
             m.d.sync += ev_wr_ptr.eq(ev_wr_ptr + 1)
         with m.If(f5.valid & is_last_layer):
             m.d.comb += [o_wr.addr.eq(f5.k), o_wr.data.eq(f5_new), o_wr.en.eq(1)]
+        # the sweep is in flight: f_go, or a valid F1..F5 (``f_busy_r``: registered from what
+        # F0..F4D held, so no wide OR sits before the controller's state)
         f_busy = Signal()
-        m.d.comb += f_busy.eq(f_go | f1.valid | f2.valid | f3.valid | f4.valid | f5.valid)
+        f_busy_r = Signal()
+        m.d.comb += f_busy.eq(f_go | f_busy_r)
 
-        # current RAM write port: one-time clear, RMW S3, or the fire phase's F3 (clear
+        # current RAM write port: one-time clear, RMW S4, or the fire phase's F3 (clear
         # the current; the first layer's static current is written back, so every word
         # of the network carries this sample's epoch after timestep 0)
         clearing = Signal()
         clr_k = Signal(NCNT)
+        clr_stop = Signal()             # clr_k has reached clr_end (registered)
         clr_end = Signal(NCNT + 1)      # the end of the layer in cur (registered beside it)
         m.d.sync += clr_end.eq(regs["sbase"][layer] + regs["out_words"][layer])
         with m.If(clearing):
             m.d.comb += [a_wr.addr.eq(clr_k), a_wr_data.eq(0), a_wr.en.eq(1)]
         with m.Elif(acc_q):
-            m.d.comb += [a_wr.addr.eq(s3_na), a_wr_data.eq(s3_sum), a_wr.en.eq(s3_valid)]
+            m.d.comb += [a_wr.addr.eq(hist[0][1]), a_wr_data.eq(hist[0][2]), a_wr.en.eq(hist[0][0])]
         with m.Else():
             m.d.comb += [a_wr.addr.eq(f3_addr), a_wr_data.eq(Mux(keep_cur, f3_c, 0)), a_wr.en.eq(f3.valid & ~cmode)]
 
@@ -821,12 +956,16 @@ class Accelerator(wiring.Component):
         abort = Signal()            # the exit rule held: end the sample now
         abort_q = Signal()          # ... registered: what the controller acts on, a cycle later
         m.d.sync += abort_q.eq(abort)
+        m.d.sync += f_busy_r.eq((f_go | f1.valid | f2.valid | f2l.valid | f3.valid | f4.valid | f4d.valid)
+                                & ~abort_q)
         st_rw = Signal(NCNT)
         st_rw_m1 = Signal(NCNT)     # the last word
         st_last_m1 = Signal(bits_for(L))    # the last word's lanes - 1
         st_lastw = Signal()         # st_sr holds the last word
         st_nxt = Signal(NCNT)       # word the output-buffer read port presents next
         st_nxt1 = Signal(NCNT)      # the word after it (wrapping to 0)
+        st_wrap = Signal()          # st_nxt1 is the last word (st_nxt1 == st_rw_m1), registered
+        st_nxt_last = Signal()      # st_nxt is the last word, registered
         st_at0 = Signal()           # between passes: present word 0
         st_loading = Signal()       # a word is taken this cycle
         st_loaded = Signal()        # ... in the last cycle: the next one is not read yet
@@ -838,13 +977,31 @@ class Accelerator(wiring.Component):
         # the read address is a register (word 0 between passes): taking a word does not
         # drive it, so the next word is there two cycles after a load; a word of one lane
         # (``lanes`` = 1, or a last word of one lane) holds its lane for a cycle (st_hold)
-        m.d.comb += [self.res.payload.eq(Cat(res_data, res_tag)), o_rd.addr.eq(Mux(st_at0, 0, st_nxt))]
+        m.d.comb += o_rd.addr.eq(Mux(st_at0, 0, st_nxt))
+        # The result words leave from a register with a one-word skid buffer: the streamer
+        # sees ready = the skid is empty (a flip-flop), never the consumer's ready, and the
+        # consumer sees valid and payload from flip-flops. With a consumer that is always
+        # ready the skid stays empty: the streamer runs as if res were its own port.
+        res_valid = Signal()
+        res_ready = Signal()
+        res_out_valid = Signal()
+        res_out = Signal(P.OUT_WIDTH, reset_less=True)
+        res_skid_valid = Signal()
+        res_skid = Signal(P.OUT_WIDTH, reset_less=True)
+        res_word = Cat(res_data, res_tag)
+        m.d.comb += [res_ready.eq(~res_skid_valid), self.res.valid.eq(res_out_valid), self.res.payload.eq(res_out)]
+        with m.If(self.res.ready | ~res_out_valid):
+            m.d.sync += [res_out_valid.eq(res_skid_valid | res_valid), res_out.eq(Mux(res_skid_valid, res_skid, res_word)),
+                         res_skid_valid.eq(0)]
+        with m.Elif(res_valid & ~res_skid_valid):
+            m.d.sync += [res_skid_valid.eq(1), res_skid.eq(res_word)]
         m.d.sync += st_loaded.eq(st_loading)
         st_v = st_sr[:MB].as_signed()
-        st_endw = Signal()
+        st_endw = Signal(init=1)    # st_lrem == 0, kept as a register beside it
+        st_last_one = Signal()      # the last word has one lane (st_last_m1 == 0)
         st_lastv = Signal()
         st_hold = Signal()
-        m.d.comb += [st_endw.eq(st_lrem == 0), st_hold.eq(st_loaded & st_endw),
+        m.d.comb += [st_hold.eq(st_loaded & st_endw),
                      st_lastv.eq(st_lastw & st_endw),
                      xu.value.eq(st_v), xu.last.eq(st_lastv)]
 
@@ -852,29 +1009,32 @@ class Accelerator(wiring.Component):
             # the read port has presented word st_nxt since the last load: take it and
             # prefetch the next one (wrapping to word 0 for a second pass)
             m.d.comb += st_loading.eq(1)
-            lastw = st_nxt == st_rw_m1
-            m.d.sync += [st_sr.eq(o_rd.data), st_lastw.eq(lastw), st_lrem.eq(Mux(lastw, st_last_m1, L - 1)),
-                         st_nxt.eq(st_nxt1),
-                         st_nxt1.eq(Mux(st_nxt1 + 1 == st_rw, 0, st_nxt1 + 1))]
+            lastw = st_nxt_last
+            m.d.sync += [st_nxt_last.eq(st_wrap), st_sr.eq(o_rd_data), st_lastw.eq(lastw), st_lrem.eq(Mux(lastw, st_last_m1, L - 1)),
+                         st_endw.eq(Mux(lastw, st_last_one, L == 1)),
+                         st_nxt.eq(st_nxt1), st_nxt1.eq(Mux(st_wrap, 0, st_nxt1 + 1)),
+                         st_wrap.eq(Mux(st_wrap, st_rw_m1 == 0, st_nxt1 + 1 == st_rw_m1))]
 
         def st_rewind(words):
             m.d.comb += st_at0.eq(1)
-            m.d.sync += [st_nxt.eq(0), st_nxt1.eq(Mux(words == 1, 0, 1))]
+            m.d.sync += [st_nxt.eq(0), st_nxt1.eq(Mux(words == 1, 0, 1)), st_nxt_last.eq(words == 1),
+                         st_wrap.eq(words <= 2)]
 
         def st_advance():
             with m.If(st_endw):
                 with m.If(~st_lastw):
                     st_load()
             with m.Else():
-                m.d.sync += [st_sr.eq(st_sr >> MB), st_lrem.eq(st_lrem - 1)]
+                m.d.sync += [st_sr.eq(st_sr >> MB), st_lrem.eq(st_lrem - 1), st_endw.eq(st_lrem == 1)]
 
-        with m.FSM(name="streamer"):
+        with m.FSM(name="streamer") as st_fsm:
             with m.State("IDLE"):
                 st_rewind(cur["row_words"])
                 with m.If(st_start):
                     m.d.comb += xu.clear.eq(1)
-                    m.d.sync += [st_rw.eq(cur["row_words"]), st_rw_m1.eq(cur["row_words"] - 1),
-                                 st_last_m1.eq(cur["last_lanes"] - 1), st_step.eq(t + 1)]
+                    m.d.sync += [st_rw.eq(cur["row_words"]), st_rw_m1.eq(kw_m1),
+                                 st_last_m1.eq(cur["last_lanes"] - 1), st_last_one.eq(cur["last_lanes"] == 1),
+                                 st_step.eq(t + 1)]
                     m.next = "LOAD"
                 if SH:
                     with m.Elif(tt_go):
@@ -882,28 +1042,27 @@ class Accelerator(wiring.Component):
                         m.next = "TCOUNT"
             if SH:
                 with m.State("TCOUNT"):     # SSNN boundary: m[t], t < T_i
-                    m.d.comb += [st_busy.eq(1), self.res.valid.eq(1), res_tag.eq(P.TAG["COUNT"]),
+                    m.d.comb += [res_valid.eq(1), res_tag.eq(P.TAG["COUNT"]),
                                  res_data.eq(Array(count_regs)[tk])]
-                    with m.If(self.res.ready):
+                    with m.If(res_ready):
                         m.d.sync += tk.eq(tk + 1)
                         with m.If(tk + 1 == st_T):
                             m.d.sync += tk.eq(0)
                             m.next = "TSPLIT"
                 with m.State("TSPLIT"):     # p[k], k < T_{i+1}, kept for the next stage's splits
-                    m.d.comb += [st_busy.eq(1), self.res.valid.eq(1), res_tag.eq(P.TAG["SPLIT"]),
-                                 res_data.eq(tt.p_data), tt.p_idx.eq(Mux(self.res.ready, tk + 1, tk))]
-                    with m.If(self.res.ready):     # (p_idx is read one cycle ahead; 0 in TCOUNT)
+                    m.d.comb += [res_valid.eq(1), res_tag.eq(P.TAG["SPLIT"]),
+                                 res_data.eq(tt.p_data), tt.p_idx.eq(Mux(res_ready, tk + 1, tk))]
+                    with m.If(res_ready):     # (p_idx is read one cycle ahead; 0 in TCOUNT)
                         m.d.sync += [tk.eq(tk + 1), Array(split_regs)[tk].eq(tt.p_data)]
                         with m.If(tk + 1 == st_Tn):
                             m.next = "IDLE"
             with m.State("LOAD"):
-                m.d.comb += st_busy.eq(1)
                 st_load()
                 m.next = "EMIT"
             with m.State("EMIT"):           # pass 1: POT words, argmax and top-2 on the way
-                m.d.comb += [st_busy.eq(1), self.res.valid.eq(~st_hold), res_tag.eq(P.TAG["POT"]),
+                m.d.comb += [res_valid.eq(~st_hold), res_tag.eq(P.TAG["POT"]),
                              res_data.eq(st_v)]
-                with m.If(self.res.ready & ~st_hold):
+                with m.If(res_ready & ~st_hold):
                     m.d.comb += xu.p1_valid.eq(1)
                     st_advance()
                     with m.If(st_lastv):
@@ -919,14 +1078,12 @@ class Accelerator(wiring.Component):
                         with m.Else():
                             m.next = "WAIT"
             with m.State("PASS2"):          # softmax: the potentials again, one per cycle
-                m.d.comb += st_busy.eq(1)
                 with m.If(~st_hold):
                     m.d.comb += xu.p2_valid.eq(1)
                     st_advance()
                     with m.If(st_lastv):
                         m.next = "WAIT"
             with m.State("WAIT"):
-                m.d.comb += st_busy.eq(1)
                 with m.If(xu.done):
                     with m.If(xu.holds):
                         m.d.comb += abort.eq(1)
@@ -936,37 +1093,41 @@ class Accelerator(wiring.Component):
                     with m.Else():
                         m.next = "IDLE"
             with m.State("RWAIT"):          # compensation: the readout sweep writes the output buffer
-                m.d.comb += [st_busy.eq(1), st_rwait.eq(1)]
+                m.d.comb += [st_rwait.eq(1)]
                 st_rewind(st_rw)
                 with m.If(rd_go):
                     m.d.comb += xu.clear.eq(1)
                     m.next = "RLOAD"
             with m.State("RLOAD"):
-                m.d.comb += st_busy.eq(1)
                 st_load()
                 m.next = "REMIT"
             with m.State("REMIT"):          # READOUT words; the exit unit's argmax gives CLASS
-                m.d.comb += [st_busy.eq(1), self.res.valid.eq(~st_hold), res_tag.eq(P.TAG["READOUT"]),
+                m.d.comb += [res_valid.eq(~st_hold), res_tag.eq(P.TAG["READOUT"]),
                              res_data.eq(st_v)]
-                with m.If(self.res.ready & ~st_hold):
+                with m.If(res_ready & ~st_hold):
                     m.d.comb += xu.p1_valid.eq(1)
                     st_advance()
                     with m.If(st_lastv):
                         m.next = "CLASS"
             with m.State("CLASS"):
-                m.d.comb += [st_busy.eq(1), self.res.valid.eq(~xu.busy), res_tag.eq(P.TAG["CLASS"]),
+                m.d.comb += [res_valid.eq(~xu.busy), res_tag.eq(P.TAG["CLASS"]),
                              res_data.eq(xu.best_index)]
-                with m.If(self.res.ready & ~xu.busy):
+                with m.If(res_ready & ~xu.busy):
                     m.next = "STEPS"
             with m.State("STEPS"):
-                m.d.comb += [st_busy.eq(1), self.res.valid.eq(1), res_tag.eq(P.TAG["STEPS"]), res_data.eq(st_step)]
-                with m.If(self.res.ready):
+                m.d.comb += [res_valid.eq(1), res_tag.eq(P.TAG["STEPS"]), res_data.eq(st_step)]
+                with m.If(res_ready):
                     m.next = "CYCLES"
             with m.State("CYCLES"):
-                m.d.comb += [st_busy.eq(1), self.res.valid.eq(1), res_tag.eq(P.TAG["CYCLES"]), res_data.eq(cycles)]
-                with m.If(self.res.ready):
+                m.d.comb += [res_valid.eq(1), res_tag.eq(P.TAG["CYCLES"]), res_data.eq(cycles)]
+                with m.If(res_ready):
                     m.d.sync += [counting.eq(0), st_final.eq(0)]
                     m.next = "IDLE"
+
+        # one-hot in synthesis (each state a flip-flop: shallow next-state logic; the reset,
+        # which every top holds after configuration, sets IDLE); busy in every other state
+        st_fsm.state.attrs["fsm_encoding"] = "one-hot"
+        m.d.comb += st_busy.eq(~st_fsm.ongoing("IDLE"))
 
         # ---------------------------------------------------------------- controller
         def start_fire():
@@ -988,7 +1149,7 @@ class Accelerator(wiring.Component):
             # the compensation first run its pass on the exit timestep's membranes
             with m.If(abort_q):
                 with m.If(reg_comp_en):
-                    m.d.sync += layer.eq(reg_nl - 2)
+                    m.d.sync += layer.eq(nl_m2)
                     m.next = "C_SETUP"
                 with m.Else():
                     m.next = "FINISH"
@@ -998,50 +1159,53 @@ class Accelerator(wiring.Component):
         # layer's waits for the streamer
         hold = Signal()
         m.d.comb += hold.eq(is_last_layer | (reg_comp_en & (reg_exit_rule != P.EXIT_RULE_CODES["none"])
-                                             & (layer == reg_nl - 2)))
+                                             & (layer == nl_m2)))
         dirty = Signal(init=1)      # the layout changed: clear the current RAM before START
-        with m.FSM(name="ctrl"):
+        # A REG word is applied in the cycle after it is taken, from registers (its address
+        # decode, which drives the enables of every register below, starts at a flip-flop);
+        # START waits for it and a cycle more.
+        rw_pending = Signal()
+        rw_fb = Signal.like(fb, name="rw_fb", reset_less=True)
+        rw_settle = Signal()        # a REG word was applied in the last cycle (nl_m1 .. follow now)
+        m.d.sync += [rw_pending.eq(0), rw_settle.eq(rw_pending)]
+        # the registers a REG word may write, by address; the address is decoded as the word
+        # is taken (one strobe flip-flop per register), so applying it is an enable from a
+        # flip-flop
+        rw_targets = [(P.REG_T, reg_T), (P.REG_LAYERS, reg_nl), (P.REG_INPUT_EVENTS, reg_events)]
+        if cfg.early_exit:          # else: the rule stays none
+            rw_targets += [(P.REG_EXIT_RULE, reg_exit_rule), (P.REG_EXIT_THRESHOLD, reg_exit_th),
+                           (P.REG_EXIT_SHIFT, reg_exit_shift)]
+        # without the compensation datapath its registers keep their reset values (and
+        # synthesis drops what they drive)
+        if cfg.compensation:
+            rw_targets += [(P.REG_COMP_ENABLE, reg_comp_en), (P.REG_COMP_FRAC_BITS, reg_comp_fb),
+                           (P.REG_COMP_MUL, reg_comp_mul), (P.REG_COMP_SHIFT, reg_comp_shift),
+                           (P.REG_COMP_VMIN, reg_comp_vmin)]
+        if SH:
+            rw_targets += [(P.REG_STAGES, reg_nst)]
+            for i in range(cfg.max_stages):
+                rw_targets += [(P.STAGE_BASE + 2 * i, reg_st_start[i]), (P.STAGE_BASE + 2 * i + 1, reg_st_steps[i])]
+        for li in range(cfg.max_layers):
+            for f, name in enumerate(P.LAYER_FIELDS):
+                if name != "kind" or cfg.conv:     # without conv layers the kind stays 0 (dense)
+                    rw_targets.append((P.LAYER_BASE + li * P.LAYER_STRIDE + f, regs[name][li]))
+        rw_sel = Signal(len(rw_targets))
+        rw_dirty = Signal()         # the word changes the layout
+        m.d.sync += [rw_sel.eq(0), rw_dirty.eq(0)]
+        for k, (addr, reg) in enumerate(rw_targets):
+            with m.If(rw_sel[k]):
+                m.d.sync += reg.eq(rw_fb)
+        with m.If(rw_dirty):
+            m.d.sync += dirty.eq(1)
+        with m.FSM(name="ctrl") as ctrl_fsm:
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
                     with m.Switch(op):
                         with m.Case(P.OP["REG"]):
-                            with m.If(fa == P.REG_T):
-                                m.d.sync += reg_T.eq(fb)
-                            with m.If(fa == P.REG_LAYERS):
-                                m.d.sync += reg_nl.eq(fb)
-                            with m.If(fa == P.REG_EXIT_RULE):
-                                m.d.sync += reg_exit_rule.eq(fb)
-                            with m.If(fa == P.REG_EXIT_THRESHOLD):
-                                m.d.sync += reg_exit_th.eq(fb)
-                            with m.If(fa == P.REG_EXIT_SHIFT):
-                                m.d.sync += reg_exit_shift.eq(fb)
-                            # without the compensation (conv) datapath its registers (the layer
-                            # kind) keep their reset values, and synthesis drops what they drive
-                            comp_regs = [(P.REG_COMP_ENABLE, reg_comp_en), (P.REG_COMP_FRAC_BITS, reg_comp_fb),
-                                         (P.REG_COMP_MUL, reg_comp_mul), (P.REG_COMP_SHIFT, reg_comp_shift),
-                                         (P.REG_COMP_VMIN, reg_comp_vmin)]
-                            for addr, reg in comp_regs if cfg.compensation else []:
-                                with m.If(fa == addr):
-                                    m.d.sync += reg.eq(fb)
-                            with m.If(fa == P.REG_INPUT_EVENTS):
-                                m.d.sync += reg_events.eq(fb)
-                            if SH:
-                                with m.If(fa == P.REG_STAGES):
-                                    m.d.sync += reg_nst.eq(fb)
-                                for i in range(cfg.max_stages):
-                                    with m.If(fa == P.STAGE_BASE + 2 * i):
-                                        m.d.sync += reg_st_start[i].eq(fb)
-                                    with m.If(fa == P.STAGE_BASE + 2 * i + 1):
-                                        m.d.sync += reg_st_steps[i].eq(fb)
-                            with m.If((fa == P.REG_LAYERS) | (fa >= P.LAYER_BASE)):
-                                m.d.sync += dirty.eq(1)
-                            for li in range(cfg.max_layers):
-                                for f, name in enumerate(P.LAYER_FIELDS):
-                                    if name == "kind" and not cfg.conv:
-                                        continue
-                                    with m.If(fa == P.LAYER_BASE + li * P.LAYER_STRIDE + f):
-                                        m.d.sync += regs[name][li].eq(fb)
+                            m.d.sync += [rw_pending.eq(1), rw_fb.eq(fb),
+                                         rw_sel.eq(Cat(*[fa == addr for addr, _ in rw_targets])),
+                                         rw_dirty.eq((fa == P.REG_LAYERS) | (fa >= P.LAYER_BASE))]
                         with m.Case(P.OP["WADDR"]):
                             m.d.sync += [wptr.eq(fb), wbeat.eq(0)]
                         with m.Case(P.OP["WDATA"]):
@@ -1059,56 +1223,56 @@ class Accelerator(wiring.Component):
                                 m.d.comb += [tt.ms_en.eq(1), tt.ms_b.eq(fa), tt.ms_mul.eq(fb[0:16]),
                                              tt.ms_shift.eq(fb[16:24])]
                         with m.Case(P.OP["START"]):
-                            with m.If(dirty):
+                            with m.If(rw_pending | rw_settle):
+                                m.d.comb += self.cmd.ready.eq(0)     # the last REG word first
+                            with m.Elif(dirty):
                                 m.d.comb += self.cmd.ready.eq(0)
-                                m.d.sync += [layer.eq(reg_nl - 1), clr_k.eq(0)]
-                                m.next = "CLR_SETUP"
+                                m.next = "CLR_BEGIN"
                             with m.Else():
-                                m.d.sync += [cycles.eq(0), counting.eq(1), layer.eq(0), t.eq(0),
-                                             epoch.eq(~epoch), si.eq(0)]
-                                m.next = "PIX_SETUP"
+                                m.next = "BEGIN"
+            with m.State("BEGIN"):          # a sample starts (START taken in the last cycle)
+                m.d.sync += [cycles.eq(0), counting.eq(1), layer.eq(0), t.eq(0), epoch.eq(~epoch), si.eq(0)]
+                m.next = "PIX_SETUP"
+            with m.State("CLR_BEGIN"):      # the layout changed: clear the network's currents
+                m.d.sync += [layer.eq(nl_m1), clr_k.eq(0)]
+                m.next = "CLR_SETUP"
             with m.State("CLR_SETUP"):      # cur <= the last layer: its end is the network's end
-                m.d.comb += self.busy.eq(1)
+                m.d.sync += clr_stop.eq(0)
                 m.next = "CLEAR"
-            with m.State("CLEAR"):
-                m.d.comb += self.busy.eq(1)
-                with m.If(clr_k < clr_end):
+            with m.State("CLEAR"):          # words 0 .. clr_end - 1 (at least word 0)
+                with m.If(~clr_stop):
                     m.d.comb += clearing.eq(1)
-                    m.d.sync += clr_k.eq(clr_k + 1)
+                    m.d.sync += [clr_k.eq(clr_k + 1), clr_stop.eq(clr_k + 1 >= clr_end)]
                 with m.Else():
                     m.d.sync += dirty.eq(0)
                     m.next = "IDLE"
             with m.State("PIX_SETUP"):      # cur <= layer 0
-                m.d.comb += self.busy.eq(1)
                 m.next = "PIXELS"
                 on_abort()
             with m.State("PIXELS"):
-                m.d.comb += [self.busy.eq(1), acc_phase.eq(1)]
+                m.d.comb += [acc_phase.eq(1)]
                 with m.If(op == P.OP["PIXEL"]):
                     m.d.comb += self.cmd.ready.eq(ev_ready)
                     with m.If(self.cmd.valid & ev_ready):
-                        m.d.sync += [ev_valid.eq(1), ev_m.eq(fb[0:16]), ev_sp.eq(0),
-                                     ev_c.eq(Mux(cur["kind"], fa, fb[16:32])),
-                                     ev_x.eq(fb[32:40]), ev_y.eq(fb[40:48])]
+                        m.d.sync += ev_valid.eq(1)
                 with m.Else():
                     m.d.comb += self.cmd.ready.eq(1)
                     with m.If(self.cmd.valid & (op == P.OP["RUN"])):
                         m.next = "PIX_DRAIN"
                 on_abort()
             with m.State("PIX_DRAIN"):
-                m.d.comb += [self.busy.eq(1), acc_phase.eq(1)]
-                with m.If(~pipe_busy):
+                m.d.comb += [acc_phase.eq(1)]
+                with m.If(pipe_idle_q):
                     m.next = "F_SETUP"
                 on_abort()
             with m.State("F_SETUP"):        # cur <= layer; wait for the streamer before the output layer
-                m.d.comb += self.busy.eq(1)
                 start_fire()
                 m.d.sync += ev_wr_ptr.eq(0)
                 with m.If(~hold | ~st_busy):
                     m.next = "FIRE"
                 on_abort()
             with m.State("FIRE"):
-                m.d.comb += [self.busy.eq(1), f_go.eq(~f_done)]
+                m.d.comb += [f_go.eq(~f_done)]
                 with m.If(~f_busy & f_done):
                     with m.If(is_last_layer):
                         m.d.comb += st_start.eq(1)
@@ -1117,12 +1281,13 @@ class Accelerator(wiring.Component):
                             m.d.sync += st_final.eq(1)
                             m.next = "FINISH"
                             with m.If(reg_comp_en):
-                                m.d.sync += layer.eq(reg_nl - 2)
+                                m.d.sync += layer.eq(nl_m2)
                                 m.next = "C_SETUP"
                         with m.Else():
                             next_step_state()
                     with m.Else():
-                        m.d.sync += [layer.eq(layer + 1), ev_count.eq(ev_wr_ptr), eptr.eq(0), eptr1.eq(1), ent_valid.eq(0)]
+                        m.d.sync += [layer.eq(layer + 1), ev_count.eq(ev_wr_ptr), eptr.eq(0), eptr1.eq(1),
+                                     can_load.eq(ev_wr_ptr != 0), ent_valid.eq(0)]
                         m.next = "A_SETUP"
                         if SH:
                             with m.If(is_boundary):     # m[t]; then accumulate the next layer only
@@ -1130,12 +1295,12 @@ class Accelerator(wiring.Component):
                                 m.d.comb += [tt.m_en.eq(1), tt.m_idx.eq(t), tt.m_data.eq(m_cnt)]
                 on_abort()
             with m.State("A_SETUP"):        # cur <= layer; event RAM read of entry 0
-                m.d.comb += [self.busy.eq(1), acc_phase.eq(1)]
+                m.d.comb += [acc_phase.eq(1)]
                 m.next = "ACC"
                 on_abort()
             with m.State("ACC"):
-                m.d.comb += [self.busy.eq(1), acc_phase.eq(1), expand.eq(1)]
-                with m.If(~pipe_busy & ~ent_valid & ~can_load):
+                m.d.comb += [acc_phase.eq(1), expand.eq(1)]
+                with m.If(acc_drained):
                     m.next = "F_SETUP"
                     if SH:
                         with m.If(bacc):        # boundary: the stage's next timestep, or its end
@@ -1147,33 +1312,31 @@ class Accelerator(wiring.Component):
                 on_abort()
             # ---- coding compensation at readout (the exit timestep, or T)
             with m.State("C_SETUP"):        # cur <= the last hidden layer
-                m.d.comb += self.busy.eq(1)
                 start_fire()
                 m.d.sync += [ev_wr_ptr.eq(0), cmode.eq(1)]
                 m.next = "CSWEEP"
             with m.State("CSWEEP"):         # one entry per word with a residual >= REG_COMP_VMIN
-                m.d.comb += [self.busy.eq(1), f_go.eq(~f_done)]
+                m.d.comb += [f_go.eq(~f_done)]
                 m.d.sync += comp_thm1.eq(cur["threshold"] - 1)
                 with m.If(~f_busy & f_done):
-                    m.d.sync += [layer.eq(reg_nl - 1), ev_count.eq(ev_wr_ptr), eptr.eq(0), eptr1.eq(1), ent_valid.eq(0),
-                                 cmode.eq(0), cexp.eq(1)]
+                    m.d.sync += [layer.eq(nl_m1), ev_count.eq(ev_wr_ptr), eptr.eq(0), eptr1.eq(1),
+                                 can_load.eq(ev_wr_ptr != 0), ent_valid.eq(0), cmode.eq(0), cexp.eq(1)]
                     m.next = "CA_SETUP"
             with m.State("CA_SETUP"):       # cur <= the output layer; event RAM read of entry 0
-                m.d.comb += [self.busy.eq(1), acc_phase.eq(1)]
+                m.d.comb += [acc_phase.eq(1)]
                 m.next = "CACC"
             with m.State("CACC"):           # C = W_out · q into the output layer's (cleared) currents
-                m.d.comb += [self.busy.eq(1), acc_phase.eq(1), expand.eq(1)]
-                with m.If(~pipe_busy & ~ent_valid & ~can_load):
+                m.d.comb += [acc_phase.eq(1), expand.eq(1)]
+                with m.If(acc_drained):
                     m.d.sync += cexp.eq(0)
                     m.next = "R_SETUP"
             with m.State("R_SETUP"):        # the POT words must be out of the output buffer
-                m.d.comb += self.busy.eq(1)
                 start_fire()
                 with m.If(st_rwait):
                     m.d.sync += rmode.eq(1)
                     m.next = "RSWEEP"
             with m.State("RSWEEP"):         # readout = sat(v_out + (C >> frac_bits)) into the output buffer
-                m.d.comb += [self.busy.eq(1), f_go.eq(~f_done)]
+                m.d.comb += [f_go.eq(~f_done)]
                 with m.If(~f_busy & f_done):
                     m.d.comb += rd_go.eq(1)
                     m.d.sync += rmode.eq(0)
@@ -1181,26 +1344,25 @@ class Accelerator(wiring.Component):
             if SH:
                 # ---- SSNN stage boundary: the transformer, its result words, the next stage
                 with m.State("T_START"):
-                    m.d.comb += [self.busy.eq(1), tt.start.eq(1), tt.boundary.eq(si), tt.n_in.eq(st_T),
+                    m.d.comb += [tt.start.eq(1), tt.boundary.eq(si), tt.n_in.eq(st_T),
                                  tt.n_out.eq(st_Tn)]
                     m.next = "T_WAIT"
                 with m.State("T_WAIT"):
-                    m.d.comb += self.busy.eq(1)
                     with m.If(tt.done):
                         m.d.comb += tt_go.eq(1)
                         m.next = "T_EMIT"
                 with m.State("T_EMIT"):     # the streamer sends COUNT and SPLIT words
-                    m.d.comb += self.busy.eq(1)
                     with m.If(~st_busy):
                         m.d.sync += [si.eq(si + 1), t.eq(0), layer.eq(st_nfirst)]
                         m.next = "S_SETUP"
                 with m.State("S_SETUP"):    # st_* <= the new stage
-                    m.d.comb += self.busy.eq(1)
                     m.next = "F_SETUP"
             with m.State("FINISH"):
-                m.d.comb += self.busy.eq(1)
-                with m.If(~counting & ~pipe_busy & ~f_busy):
+                with m.If(~counting & pipe_idle_q & ~f_busy):
                     m.next = "IDLE"
+
+        ctrl_fsm.state.attrs["fsm_encoding"] = "one-hot"      # as the streamer's
+        m.d.comb += self.busy.eq(~ctrl_fsm.ongoing("IDLE"))
 
         # Early exit while the next timestep already runs (speculatively): drop the work
         # in flight. Its writes are harmless: membranes restart from v_init, the event
@@ -1208,9 +1370,19 @@ class Accelerator(wiring.Component):
         with m.If(abort_q):
             m.d.sync += [ev_valid.eq(0), g1_valid.eq(0), g2_valid.eq(0), sk_valid.eq(0), g3_valid.eq(0), be_valid.eq(0),
                          s1_valid.eq(0), s1b_valid.eq(0), s2_valid.eq(0), s3_valid.eq(0), ent_valid.eq(0), f_done.eq(1),
-                         f1.valid.eq(0), f2.valid.eq(0), f3.valid.eq(0), f4.valid.eq(0), f5.valid.eq(0)]
+                         f1.valid.eq(0), f2.valid.eq(0), f2l.valid.eq(0), f3.valid.eq(0), f4.valid.eq(0), f4d.valid.eq(0),
+                         f5.valid.eq(0)]
             m.d.sync += [h[0].eq(0) for h in hist]
         return m
+
+
+def _drop_lowest(m, bits, name: str):
+    """``bits`` without its lowest set bit: ``x & (x - 1)`` from prefix ORs, no carry chain
+    (each prefix a bit of its own signal: nested expressions would be emitted unshared)."""
+    seen = Signal(len(bits), name=f"{name}_seen")     # seen[i]: any of bits[0..i]
+    for i in range(len(bits)):
+        m.d.comb += seen[i].eq(bits[i] | (seen[i - 1] if i else 0))
+    return bits & (seen << 1)[:len(bits)]
 
 
 def _or_reduce(values):

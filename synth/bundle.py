@@ -2,7 +2,7 @@
 
 Sizes a :class:`~quickspike.hw.config.HwConfig` for the bundle's network
 (:meth:`HwConfig.from_network`, or one given; the weight RAM banked per target and the
-conv and compensation datapaths left out when the network uses neither), generates its
+conv, compensation and early-exit datapaths left out when the network uses none), generates its
 Verilog and manifest, and
 runs :func:`~quickspike.synth.run.synthesize`. ``hwcfg.json`` and ``manifest.json`` are
 written beside the synthesis artifacts, and the result records the configuration.
@@ -85,6 +85,7 @@ def synthesize_bundle(bundle: "str | Path", target: "str | Target", out_dir: "st
         # needs one is refused by check_fits)
         overrides.setdefault("conv", any(layer.kind == "conv" for layer in net.layers))
         overrides.setdefault("compensation", bool(net.compensation.enabled))
+        overrides.setdefault("early_exit", net.exit.rule != "none")
         if "weight_bank_words" not in overrides:
             overrides["weight_bank_words"] = _bank_words(net, lanes, pow2, target, overrides)
         try:

@@ -110,12 +110,12 @@ def test_cycles_near_lower_bound():
 
 
 def test_dense_design_as_synthesized_same_results_and_cycles():
-    # What `quickspike synth` builds for a dense bundle: no conv or compensation
-    # datapath, the weight RAM in banks. Bit-exact, and not a cycle slower or faster
-    # than the full design.
+    # What `quickspike synth` builds for a dense bundle without an exit rule: no conv,
+    # compensation or early-exit datapath, the weight RAM in banks. Bit-exact, and not a
+    # cycle slower or faster than the full design.
     net = dense_net(seed=13, n_out=10)
     full = HwConfig.from_network(net, lanes=3)
     assert full.weight_words > 16, "the weights must span several banks"
-    _, _, lean = run_and_check(net, 3, conv=False, compensation=False, weight_bank_words=16)
+    _, _, lean = run_and_check(net, 3, conv=False, compensation=False, early_exit=False, weight_bank_words=16)
     _, _, res = run_and_check(net, 3)
     assert [r.cycles for r in lean] == [r.cycles for r in res]

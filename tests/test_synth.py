@@ -163,6 +163,7 @@ def test_spiker_comparison_and_design_options():
     from quickspike.hw.config import HwConfig
     from quickspike.hw.fit import check_fits
     from quickspike.hw.testnets import conv_net, dense_net
+    from quickspike.sw.spec import ExitSpec
     from quickspike.synth.run import SPIKER_PLUS, SynthResult, spiker_comparison, text_report
 
     c = spiker_comparison(5000, 50.0, 5000.0, 0.95, lanes=4)
@@ -184,3 +185,9 @@ def test_spiker_comparison_and_design_options():
     with pytest.raises(FitError, match="conv"):
         check_fits(cnet, HwConfig.from_network(cnet, lanes=2, conv=False))
     check_fits(dnet, HwConfig.from_network(dnet, lanes=2, conv=False, compensation=False, weight_bank_words=4))
+    lean = HwConfig.from_network(dnet, lanes=2, early_exit=False)
+    check_fits(dnet, lean)                                          # the network's rule is none
+    with pytest.raises(FitError, match="HwConfig.early_exit"):
+        check_fits(dnet, lean, exit=ExitSpec("margin", 3))
+    with pytest.raises(TypeError):
+        HwConfig(early_exit="no")
