@@ -149,17 +149,20 @@ Datapath (``L`` = lanes; all RAMs are ``lib.memory`` with registered read ports)
   26,824 (1.025x; the two transformers take 390 of the difference); conv 16c-p2,
   32c-p2, dense 10 stages (6, 4, 2) 194,013 against 193,315 (1.004x).
 
-Costs beyond the lower bound (:mod:`quickspike.hw.perf`): about 17 cycles per hidden
-layer-timestep (setup and pipeline drains: 1 + 5 for a fire phase, 1 + ~10 for an
-accumulate phase), a conv layer's fire sweep of ``H·W·ceil(K/L)`` words instead of
+Costs beyond the lower bound (:mod:`quickspike.hw.perf`): about 21 cycles per hidden
+layer-timestep (setup and pipeline drains: 1 + 7 for a fire phase, 1 + ~12 for an
+accumulate phase; the F2L and F4D stages, S4 and the registered drain flags added 2 to
+each: the mnist5k mlp at 2 and 4 lanes went from 11,106.6 and 5,715.7 to 11,132.6 and
+5,741.7 cycles per image), a conv layer's fire sweep of ``H·W·ceil(K/L)`` words instead of
 ``ceil(K·H·W/L)``, the output streamer (``n_out + 1`` cycles, or the exit check above)
 when a timestep is shorter than it, and with an exit the decision latency at the
 exit timestep. On a 784-128-10 network with 8 lanes this measured 1.02-1.05x the
 bound; on tiny test networks the fixed overhead dominates. The compensation pass
-costs ``events·ceil(n_out/L) + W_hidden + ceil(n_out/L) + 23`` cycles (``events``:
-neurons with ``q > 0``; ``W_hidden``: the words of the hidden sweep, ``H·W·ceil(K/L)``
-for a conv layer), i.e. 23 cycles of setups, pipeline drains and READOUT words beyond
-its share of the bound (measured; with an exit rule add the decision waits above).
+costs ``events·ceil(n_out/L) + W_hidden + ceil(n_out/L)`` cycles (``events``: neurons
+with ``q > 0``; ``W_hidden``: the words of the hidden sweep, ``H·W·ceil(K/L)`` for a
+conv layer) and about 29 more of setups, pipeline drains and READOUT words (23 measured
+before the stages above, which add 2 to each of its two sweeps and its accumulate
+phase; with an exit rule add the decision waits above).
 
 During a sample (after START) the command stream only carries PIXEL words (taken at
 the accumulate rate: ``cmd.ready`` low while the event pipeline is full) and RUN (one

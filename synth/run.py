@@ -12,8 +12,10 @@ its time in the result:
    log. The cell counts are then checked against the target, so a design that cannot
    fit is refused before place and route, naming the resource:
    ``design needs 9,120 LUT4 but ice40-up5k has 5,280``.
-   On ECP5, flip-flops right after a block RAM's read data are then moved into the
-   RAM's output register (:mod:`~quickspike.synth.bram_outreg`).
+   On ECP5, memories of at most :data:`ECP5_LUTRAM_WORDS` words (with a write port)
+   are mapped to LUT RAM (a block RAM holds 512 or more words: a 35-word membrane RAM
+   would take three of them), and flip-flops right after a block RAM's read data are
+   moved into the RAM's output register (:mod:`~quickspike.synth.bram_outreg`).
 3. **nextpnr**: ``nextpnr-ice40``/``nextpnr-ecp5`` with ``--freq``,
    ``--timing-allow-fail`` and no pin constraints → ``design.asc``/``design.config``,
    ``nextpnr_report.json`` (utilization, Fmax, critical paths), ``nextpnr.log``.
@@ -45,6 +47,9 @@ from quickspike.synth.prepare import strip_zero_memory_init
 from quickspike.synth.targets import Target, get_target
 from quickspike.synth.tools import ToolError, run_tool
 from quickspike.synth.wrapper import WRAPPER_TOP, verilog_ports, wrap_verilog
+
+#: ECP5: memories of at most this many words go to LUT RAM, not block RAM.
+ECP5_LUTRAM_WORDS = 64
 
 __all__ = ["SynthResult", "synthesize", "SPIKER_PLUS", "spiker_comparison", "netlist_resources", "parse_nextpnr_report", "critical_path_summary"]
 
@@ -404,8 +409,11 @@ def synthesize(verilog: str, top: str, target: "str | Target", out_dir: "str | P
     script = [*(f"read_verilog {s}" for s in sources), f"hierarchy -check -top {synth_top}"]
     if tgt.family == "ecp5":
         script.append("rename -enumerate")   # yosys 0.70 synth_ecp5 can assert on Amaranth's names
+    script.append(f"{synth_cmd} -run :map_ram")
+    if tgt.family == "ecp5":
+        script.append(f'setattr -set ram_style "distributed" t:$mem_v2 r:SIZE<={ECP5_LUTRAM_WORDS} %i '
+                      f'r:WR_PORTS>=1 %i')
     script += [
-        f"{synth_cmd} -run :map_ram",
         "tee -q -o memories.txt dump t:$mem_v2",
         f"{synth_cmd} -run map_ram:",
         "tee -q -o stat.json stat -json",
