@@ -1012,9 +1012,9 @@ class Accelerator(wiring.Component):
             # the read port has presented word st_nxt since the last load: take it and
             # prefetch the next one (wrapping to word 0 for a second pass)
             m.d.comb += st_loading.eq(1)
-            lastw = st_nxt_last
-            m.d.sync += [st_nxt_last.eq(st_wrap), st_sr.eq(o_rd_data), st_lastw.eq(lastw), st_lrem.eq(Mux(lastw, st_last_m1, L - 1)),
-                         st_endw.eq(Mux(lastw, st_last_one, L == 1)),
+            m.d.sync += [st_nxt_last.eq(st_wrap), st_sr.eq(o_rd_data), st_lastw.eq(st_nxt_last),
+                         st_lrem.eq(Mux(st_nxt_last, st_last_m1, L - 1)),
+                         st_endw.eq(Mux(st_nxt_last, st_last_one, L == 1)),
                          st_nxt.eq(st_nxt1), st_nxt1.eq(Mux(st_wrap, 0, st_nxt1 + 1)),
                          st_wrap.eq(Mux(st_wrap, st_rw_m1 == 0, st_nxt1 + 1 == st_rw_m1))]
 
@@ -1096,7 +1096,7 @@ class Accelerator(wiring.Component):
                     with m.Else():
                         m.next = "IDLE"
             with m.State("RWAIT"):          # compensation: the readout sweep writes the output buffer
-                m.d.comb += [st_rwait.eq(1)]
+                m.d.comb += st_rwait.eq(1)
                 st_rewind(st_rw)
                 with m.If(rd_go):
                     m.d.comb += xu.clear.eq(1)
@@ -1253,7 +1253,7 @@ class Accelerator(wiring.Component):
                 m.next = "PIXELS"
                 on_abort()
             with m.State("PIXELS"):
-                m.d.comb += [acc_phase.eq(1)]
+                m.d.comb += acc_phase.eq(1)
                 with m.If(op == P.OP["PIXEL"]):
                     m.d.comb += self.cmd.ready.eq(ev_ready)
                     with m.If(self.cmd.valid & ev_ready):
@@ -1264,7 +1264,7 @@ class Accelerator(wiring.Component):
                         m.next = "PIX_DRAIN"
                 on_abort()
             with m.State("PIX_DRAIN"):
-                m.d.comb += [acc_phase.eq(1)]
+                m.d.comb += acc_phase.eq(1)
                 with m.If(pipe_idle_q):
                     m.next = "F_SETUP"
                 on_abort()
@@ -1275,7 +1275,7 @@ class Accelerator(wiring.Component):
                     m.next = "FIRE"
                 on_abort()
             with m.State("FIRE"):
-                m.d.comb += [f_go.eq(~f_done)]
+                m.d.comb += f_go.eq(~f_done)
                 with m.If(~f_busy & f_done):
                     with m.If(is_last_layer):
                         m.d.comb += st_start.eq(1)
@@ -1298,7 +1298,7 @@ class Accelerator(wiring.Component):
                                 m.d.comb += [tt.m_en.eq(1), tt.m_idx.eq(t), tt.m_data.eq(m_cnt)]
                 on_abort()
             with m.State("A_SETUP"):        # cur <= layer; event RAM read of entry 0
-                m.d.comb += [acc_phase.eq(1)]
+                m.d.comb += acc_phase.eq(1)
                 m.next = "ACC"
                 on_abort()
             with m.State("ACC"):
@@ -1319,14 +1319,14 @@ class Accelerator(wiring.Component):
                 m.d.sync += [ev_wr_ptr.eq(0), cmode.eq(1)]
                 m.next = "CSWEEP"
             with m.State("CSWEEP"):         # one entry per word with a residual >= REG_COMP_VMIN
-                m.d.comb += [f_go.eq(~f_done)]
+                m.d.comb += f_go.eq(~f_done)
                 m.d.sync += comp_thm1.eq(cur["threshold"] - 1)
                 with m.If(~f_busy & f_done):
                     m.d.sync += [layer.eq(nl_m1), ev_count.eq(ev_wr_ptr), eptr.eq(0), eptr1.eq(1),
                                  can_load.eq(ev_wr_ptr != 0), ent_valid.eq(0), cmode.eq(0), cexp.eq(1)]
                     m.next = "CA_SETUP"
             with m.State("CA_SETUP"):       # cur <= the output layer; event RAM read of entry 0
-                m.d.comb += [acc_phase.eq(1)]
+                m.d.comb += acc_phase.eq(1)
                 m.next = "CACC"
             with m.State("CACC"):           # C = W_out · q into the output layer's (cleared) currents
                 m.d.comb += [acc_phase.eq(1), expand.eq(1)]
@@ -1339,7 +1339,7 @@ class Accelerator(wiring.Component):
                     m.d.sync += rmode.eq(1)
                     m.next = "RSWEEP"
             with m.State("RSWEEP"):         # readout = sat(v_out + (C >> frac_bits)) into the output buffer
-                m.d.comb += [f_go.eq(~f_done)]
+                m.d.comb += f_go.eq(~f_done)
                 with m.If(~f_busy & f_done):
                     m.d.comb += rd_go.eq(1)
                     m.d.sync += rmode.eq(0)
